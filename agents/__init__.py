@@ -1,0 +1,1 @@
+"""agents: policies and PRMs, search agents, self-training, integrations and the CLI."""

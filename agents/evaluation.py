@@ -1,0 +1,127 @@
+"""Held-out evaluation of a policy (greedy, pass@k, maj@k) and of a PRM (AUROC, MAE)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from agents.models.base import GREEDY, Policy, SamplingConfig
+from agents.models.hf_value import HFValueModel
+from reasoning_gym import Problem, ReasoningState, Verifier, default_verifier, grade, split_steps
+from reasoning_gym.steps import first_answer
+
+
+def solution_state(problem: Problem, text: str) -> ReasoningState:
+    """The state a free-text solution reaches: its steps up to the first stated answer."""
+    steps = split_steps(text)
+    found = first_answer(steps)
+    return ReasoningState(problem, tuple(steps[: found[0] + 1] if found else steps))
+
+
+def answer_key(answer: str | None) -> str | None:
+    """A voting key: numbers in canonical form (``"12.0"`` and ``"12"`` vote together)."""
+    if answer is None:
+        return None
+    text = answer.replace(",", "").replace("$", "").strip()
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def majority(answers: Sequence[str | None]) -> str | None:
+    """The most frequent non-empty answer key (ties: the one seen first)."""
+    counts = Counter(key for key in map(answer_key, answers) if key is not None)
+    return counts.most_common(1)[0][0] if counts else None
+
+
+@dataclass(frozen=True)
+class PolicyEvaluation:
+    """Accuracy of a policy on a problem set (fractions in [0, 1])."""
+
+    problems: int
+    greedy: float
+    pass_at_k: float
+    maj_at_k: float
+    k: int
+    completion_tokens: int
+
+
+def evaluate_policy(
+    policy: Policy,
+    problems: Sequence[Problem],
+    k: int = 8,
+    temperature: float = 0.8,
+    seed: int = 0,
+    batch_problems: int = 32,
+    verifier: Verifier | None = None,
+    show_progress: bool = True,
+) -> PolicyEvaluation:
+    """Greedy accuracy, pass@k (any of k samples right) and maj@k (majority vote right).
+
+    Set k=0 to measure greedy accuracy only.
+    """
+    verifier = verifier or default_verifier()
+    sampling = SamplingConfig(temperature=temperature, seed=seed)
+    greedy_right = pass_right = maj_right = tokens = 0
+    for start in tqdm(range(0, len(problems), batch_problems), desc="evaluate policy", disable=not show_progress):
+        chunk = list(problems[start : start + batch_problems])
+        roots = [ReasoningState(problem) for problem in chunk]
+        greedy = policy.sample_solutions(roots, 1, GREEDY)
+        tokens += greedy.completion_tokens
+        greedy_right += sum(grade(solution_state(p, row[0]), verifier) for p, row in zip(chunk, greedy.texts))
+        if k <= 0:
+            continue
+        samples = policy.sample_solutions(roots, k, sampling)
+        tokens += samples.completion_tokens
+        for problem, row in zip(chunk, samples.texts):
+            states = [solution_state(problem, text) for text in row]
+            pass_right += any(grade(state, verifier) for state in states)
+            voted = majority([state.answer for state in states])
+            maj_right += voted is not None and verifier.is_correct(voted, problem.answer, problem.rel_tol)
+    count = max(1, len(problems))
+    return PolicyEvaluation(len(problems), greedy_right / count, pass_right / count, maj_right / count, k, tokens)
+
+
+def auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """Area under the ROC curve (probability a positive outscores a negative; ties count half)."""
+    scores_array, labels_array = np.asarray(scores, dtype=float), np.asarray(labels, dtype=bool)
+    positives, negatives = scores_array[labels_array], scores_array[~labels_array]
+    if len(positives) == 0 or len(negatives) == 0:
+        raise ValueError("AUROC needs at least one positive and one negative example")
+    greater = (positives[:, None] > negatives[None, :]).sum()
+    ties = (positives[:, None] == negatives[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(positives) * len(negatives)))
+
+
+@dataclass(frozen=True)
+class ValueEvaluation:
+    """How well a PRM separates correct from corrupted next steps, and fits the targets."""
+
+    samples: int
+    auroc: float
+    mae: float
+
+
+def evaluate_value_model(value_model: HFValueModel, problems: Sequence[Problem], seed: int = 0) -> ValueEvaluation:
+    """AUROC (correct prefixes vs. corrupted next steps) and MAE to the quality-value targets."""
+    from agents.training.bootstrap_data import value_samples  # data builders live with training
+
+    rng = random.Random(seed)
+    texts, targets, labels = [], [], []
+    for problem in problems:
+        samples = value_samples(problem, rng)
+        correct = len(problem.steps)  # value_samples lists the K correct prefixes first
+        for index, (text, target) in enumerate(samples):
+            texts.append(text)
+            targets.append(target)
+            labels.append(int(index < correct))
+    predicted = value_model.score_texts(texts)
+    mae = float(np.mean(np.abs(np.asarray(predicted) - np.asarray(targets))))
+    return ValueEvaluation(len(texts), auroc(predicted, labels), mae)

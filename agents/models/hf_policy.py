@@ -1,0 +1,169 @@
+"""The local transformers policy: batched sampling of next steps and whole solutions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from agents.models.base import Generation, SamplingConfig
+from agents.models.loading import load_causal_lm
+from reasoning_gym import ReasoningState, format_step, render_state
+from reasoning_gym.steps import normalize_step
+
+DEFAULT_SYSTEM_PROMPT = (
+    "Solve the math problem step by step. Write one step per line as 'Step k: ...'. "
+    "In the last step write 'The answer is X'."
+)
+
+
+@dataclass(frozen=True)
+class HFPolicyConfig:
+    """Options of `HFPolicy`.
+
+    Attributes:
+        batch_size: most sequences (states x samples) per `generate` call.
+        prompt_format: "plain" renders ``"Problem: ...\\nSolution:\\nStep 1: ..."``
+            (the bundled models' format); "chat" puts the question in a user
+            message of the tokenizer's chat template and the steps in the
+            assistant turn; "auto" picks "chat" when the tokenizer has a template.
+        system_prompt: the system message in "chat" format.
+        max_solution_tokens: cap on new tokens in `sample_solutions` when the
+            sampling config's cap is for a single step.
+        cache_implementation: passed to `generate` ("static" or None for dynamic).
+    """
+
+    batch_size: int = 64
+    prompt_format: str = "auto"
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_solution_tokens: int = 320
+    cache_implementation: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.prompt_format not in ("plain", "chat", "auto"):
+            raise ValueError(f"HFPolicyConfig.prompt_format must be plain, chat or auto, got {self.prompt_format!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"HFPolicyConfig.batch_size must be >= 1, got {self.batch_size}")
+
+
+class HFPolicy:
+    """A `Policy` over any transformers causal LM.
+
+    A step ends at the first newline: for tokenizers where the newline is a token
+    of its own it is a stop id (fast), otherwise a stop string.
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: HFPolicyConfig | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config = config or HFPolicyConfig()
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        format_ = self.config.prompt_format
+        self.chat = format_ == "chat" or (format_ == "auto" and bool(getattr(tokenizer, "chat_template", None)))
+        newline = tokenizer.encode("\n", add_special_tokens=False)
+        self._newline_id = newline[0] if len(newline) == 1 else None
+        self.num_parameters = sum(p.numel() for p in model.parameters())
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str, device: str | None = None, dtype: str | None = None, **config
+    ) -> HFPolicy:
+        """Load from a Hub id, a local folder or a ``.gguf`` file (see `load_causal_lm`)."""
+        model, tokenizer = load_causal_lm(name_or_path, device=device, dtype=dtype)
+        return cls(model, tokenizer, HFPolicyConfig(**config))
+
+    # --- prompts -------------------------------------------------------------
+
+    def prompt(self, state: ReasoningState, next_step: bool) -> str:
+        """The text the model continues: the state, plus ``"Step k:"`` for one step."""
+        label = format_step(len(state.steps) + 1, "").rstrip() if next_step else ""
+        if not self.chat:
+            return render_state(state.problem.question, state.steps) + label
+        messages = [
+            {"role": "system", "content": self.config.system_prompt},
+            {"role": "user", "content": state.problem.question},
+        ]
+        head = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        steps = "".join(format_step(i, s) + "\n" for i, s in enumerate(state.steps, start=1))
+        return head + steps + label
+
+    # --- the Policy protocol -------------------------------------------------
+
+    def propose_steps(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
+        prompts = [self.prompt(state, next_step=True) for state in states]
+        texts, prompt_tokens, completion_tokens, calls = self._generate(prompts, n, sampling, sampling.max_new_tokens, True)
+        steps = [[normalize_step(text.split("\n", 1)[0]) for text in row] for row in texts]
+        return Generation(steps, prompt_tokens, completion_tokens, calls)
+
+    def sample_solutions(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
+        prompts = [self.prompt(state, next_step=False) for state in states]
+        budget = max(sampling.max_new_tokens, self.config.max_solution_tokens)
+        texts, prompt_tokens, completion_tokens, calls = self._generate(prompts, n, sampling, budget, False)
+        return Generation(texts, prompt_tokens, completion_tokens, calls)
+
+    # --- generation ------------------------------------------------------------
+
+    @torch.inference_mode()
+    def _generate(
+        self, prompts: list[str], n: int, sampling: SamplingConfig, max_new_tokens: int, one_step: bool
+    ) -> tuple[list[list[str]], int, int, int]:
+        """Sample `n` continuations per prompt; returns texts (len(prompts) x n) and costs.
+
+        Greedy decoding computes each prompt once and repeats the text n times,
+        so greedy costs are counted once.
+        """
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        copies = 1 if sampling.greedy else n
+        rows = [prompt for prompt in prompts for _ in range(copies)]
+        stop_ids = [self.tokenizer.eos_token_id]
+        extra: dict = {}
+        if one_step and self._newline_id is not None:
+            stop_ids.append(self._newline_id)
+        elif one_step:
+            extra = {"stop_strings": ["\n"], "tokenizer": self.tokenizer}
+        if self.config.cache_implementation:
+            extra["cache_implementation"] = self.config.cache_implementation
+        sampling_args = (
+            {"do_sample": False}
+            if sampling.greedy
+            else {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0}
+        )
+        outputs: list[str] = []
+        prompt_tokens = completion_tokens = calls = 0
+        device = self.model.device
+        for start in range(0, len(rows), self.config.batch_size):
+            chunk = rows[start : start + self.config.batch_size]
+            batch = self.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=not self.chat).to(device)
+            generated = self.model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=stop_ids,
+                pad_token_id=self.tokenizer.pad_token_id,
+                **sampling_args,
+                **extra,
+            )[:, batch["input_ids"].shape[1] :]
+            calls += 1
+            prompt_tokens += int(batch["attention_mask"].sum())
+            for row in generated.tolist():
+                length = _completion_length(row, set(stop_ids), self.tokenizer.pad_token_id)
+                completion_tokens += length
+                outputs.append(self.tokenizer.decode(row[:length], skip_special_tokens=True))
+        texts = [[outputs[i * copies + (j if copies > 1 else 0)] for j in range(n)] for i in range(len(prompts))]
+        return texts, prompt_tokens, completion_tokens, calls
+
+
+def _completion_length(row: list[int], stop_ids: set[int], pad_id: int | None) -> int:
+    """Tokens generated in `row`, up to and including the first stop token."""
+    for index, token in enumerate(row):
+        if token in stop_ids:
+            return index + 1
+        if token == pad_id:
+            return index
+    return len(row)

@@ -1,0 +1,99 @@
+"""The local transformers PRM: a backbone with a scalar head, sigmoid to [0, 1], cached."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from agents.models.base import Scores
+from agents.models.loading import load_value_backbone
+from reasoning_gym import ReasoningState
+
+
+@dataclass(frozen=True)
+class HFValueConfig:
+    """Options of `HFValueModel`.
+
+    Attributes:
+        batch_size: most states per forward pass.
+        cache_size: how many scored texts to remember (least recently used go first).
+        max_length: longest input in tokens; longer states keep their last tokens.
+    """
+
+    batch_size: int = 64
+    cache_size: int = 200_000
+    max_length: int = 1024
+
+
+class HFValueModel:
+    """A `ValueModel` over any `AutoModelForSequenceClassification` with one output.
+
+    Input text is ``render_state(question, steps)``: ``"Problem: {q}\\nSolution:\\n"``
+    then the steps. The value is ``sigmoid(logit)``, trained by soft binary
+    cross-entropy (or MSE) to the ReST-MCTS* quality targets. Scores are cached by
+    text; cache hits cost no tokens.
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: HFValueConfig | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config = config or HFValueConfig()
+        tokenizer.padding_side = "left"
+        tokenizer.truncation_side = "left"
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        self.num_parameters = sum(p.numel() for p in model.parameters())
+        self._cache: OrderedDict[str, float] = OrderedDict()
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, device: str | None = None, dtype: str | None = None, **config) -> HFValueModel:
+        model, tokenizer = load_value_backbone(name_or_path, device=device, dtype=dtype)
+        return cls(model, tokenizer, HFValueConfig(**config))
+
+    def clear_cache(self) -> None:
+        """Forget cached scores (call after the weights change)."""
+        self._cache.clear()
+
+    def score(self, states: Sequence[ReasoningState]) -> Scores:
+        texts = [state.text for state in states]
+        missing = list(dict.fromkeys(text for text in texts if text not in self._cache))
+        tokens, calls = self._score_texts(missing)
+        values = []
+        for text in texts:
+            self._cache.move_to_end(text)
+            values.append(self._cache[text])
+        while len(self._cache) > self.config.cache_size:
+            self._cache.popitem(last=False)
+        return Scores(values, tokens, calls)
+
+    def score_texts(self, texts: Sequence[str]) -> list[float]:
+        """Uncached values for raw texts (for evaluation and training diagnostics)."""
+        values: list[float] = []
+        for start in range(0, len(texts), self.config.batch_size):
+            values.extend(self._forward(list(texts[start : start + self.config.batch_size]))[0])
+        return values
+
+    @torch.inference_mode()
+    def _forward(self, texts: list[str]) -> tuple[list[float], int]:
+        batch = self.tokenizer(
+            texts, return_tensors="pt", padding=True, truncation=True, max_length=self.config.max_length
+        ).to(self.model.device)
+        logits = self.model(**batch).logits[:, 0].float()
+        return torch.sigmoid(logits).tolist(), int(batch["attention_mask"].sum())
+
+    def _score_texts(self, texts: list[str]) -> tuple[int, int]:
+        """Score uncached texts in length-sorted batches; returns (tokens, calls)."""
+        tokens = calls = 0
+        ordered = sorted(texts, key=len)
+        for start in range(0, len(ordered), self.config.batch_size):
+            chunk = ordered[start : start + self.config.batch_size]
+            values, used = self._forward(chunk)
+            tokens += used
+            calls += 1
+            for text, value in zip(chunk, values):
+                self._cache[text] = value
+        return tokens, calls

@@ -1,0 +1,35 @@
+"""Training arguments that work on a CPU laptop and on a GPU alike.
+
+TRL and transformers default to bf16 and sometimes gradient checkpointing; on a
+CPU both fail or crawl. This is the one place that decides device-dependent
+arguments, so every trainer in the project gets the same, working choice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def device_training_args(seed: int) -> dict[str, Any]:
+    """Keyword arguments for `TrainingArguments`/TRL configs suited to this machine.
+
+    CPU: float32, ``use_cpu=True``, no gradient checkpointing. CUDA: bf16 when the
+    GPU supports it. Checkpoints are not written by the trainers themselves (the
+    caller saves the final model atomically), nothing is reported to trackers
+    unless the caller asks, and runs are seeded.
+    """
+    cuda = torch.cuda.is_available()
+    return {
+        "use_cpu": not cuda,
+        "bf16": bool(cuda and torch.cuda.is_bf16_supported()),
+        "fp16": False,
+        "gradient_checkpointing": False,
+        "save_strategy": "no",
+        "report_to": [],
+        "seed": seed,
+        "data_seed": seed,
+        "dataloader_num_workers": 0,
+        "remove_unused_columns": True,
+    }

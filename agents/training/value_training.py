@@ -1,0 +1,99 @@
+"""Training the PRM by soft-label regression with transformers' `Trainer`.
+
+ReST-MCTS* regresses soft quality values in [0, 1]. TRL's PRMTrainer casts labels
+to int (and is gone from TRL >= 1.14), so the value head is trained here with
+binary cross-entropy on soft targets: the model's logit passes through a sigmoid,
+as `HFValueModel` does at inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from datasets import Dataset
+from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
+
+from agents.training.trainer_args import device_training_args
+
+
+@dataclass(frozen=True)
+class ValueSettings:
+    """Hyperparameters of PRM training.
+
+    Attributes:
+        max_steps: optimizer steps.
+        batch_size: states per optimizer step.
+        learning_rate: peak learning rate (cosine decay after warm-up).
+        max_length: longest input in tokens (longer inputs keep their last tokens).
+    """
+
+    max_steps: int = 600
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.01
+    max_length: int = 768
+    logging_steps: int = 50
+
+
+class SoftTargetTrainer(Trainer):
+    """A `Trainer` whose loss is BCE-with-logits between the scalar head and soft targets."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        targets = inputs.pop("labels").float()
+        outputs = model(**inputs)
+        logits = outputs.logits.squeeze(-1).float()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+        return (loss, outputs) if return_outputs else loss
+
+
+def tokenize_value_dataset(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
+    """``{"text", "target"}`` rows to ``input_ids``/``attention_mask``/``labels``."""
+    missing = {"text", "target"} - set(dataset.column_names)
+    if missing:
+        raise ValueError(f"value dataset lacks column(s) {sorted(missing)}; has {dataset.column_names}")
+    tokenizer.truncation_side = "left"
+
+    def encode(batch):
+        encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        encoded["labels"] = [float(t) for t in batch["target"]]
+        return encoded
+
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="tokenize value data")
+
+
+def train_value_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: Dataset,
+    settings: ValueSettings,
+    output_dir: str,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> PreTrainedModel:
+    """Fit `model` (one-output sequence classifier) to the ``target`` column of `dataset`."""
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    args = TrainingArguments(
+        output_dir=output_dir,
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(1, round(settings.warmup_ratio * settings.max_steps)),
+        weight_decay=settings.weight_decay,
+        logging_steps=settings.logging_steps,
+        disable_tqdm=not show_progress,
+        **device_training_args(seed),
+    )
+    trainer = SoftTargetTrainer(
+        model=model,
+        args=args,
+        train_dataset=tokenize_value_dataset(dataset, tokenizer, settings.max_length),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    model.eval()
+    return trainer.model
