@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -12,33 +11,9 @@ from tqdm.auto import tqdm
 
 from agents.models.base import GREEDY, Policy, SamplingConfig
 from agents.models.hf_value import HFValueModel
-from reasoning_gym import Problem, ReasoningState, Verifier, default_verifier, grade, split_steps
-from reasoning_gym.steps import first_answer
-
-
-def solution_state(problem: Problem, text: str) -> ReasoningState:
-    """The state a free-text solution reaches: its steps up to the first stated answer."""
-    steps = split_steps(text)
-    found = first_answer(steps)
-    return ReasoningState(problem, tuple(steps[: found[0] + 1] if found else steps))
-
-
-def answer_key(answer: str | None) -> str | None:
-    """A voting key: numbers in canonical form (``"12.0"`` and ``"12"`` vote together)."""
-    if answer is None:
-        return None
-    text = answer.replace(",", "").replace("$", "").strip()
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-def majority(answers: Sequence[str | None]) -> str | None:
-    """The most frequent non-empty answer key (ties: the one seen first)."""
-    counts = Counter(key for key in map(answer_key, answers) if key is not None)
-    return counts.most_common(1)[0][0] if counts else None
+from agents.search.traces import solution_state
+from agents.search.voting import majority
+from reasoning_gym import Problem, ReasoningState, Verifier, default_verifier, grade
 
 
 @dataclass(frozen=True)
@@ -74,12 +49,12 @@ def evaluate_policy(
         chunk = list(problems[start : start + batch_problems])
         roots = [ReasoningState(problem) for problem in chunk]
         greedy = policy.sample_solutions(roots, 1, GREEDY)
-        tokens += greedy.completion_tokens
+        tokens += greedy.total_completion_tokens
         greedy_right += sum(grade(solution_state(p, row[0]), verifier) for p, row in zip(chunk, greedy.texts))
         if k <= 0:
             continue
         samples = policy.sample_solutions(roots, k, sampling)
-        tokens += samples.completion_tokens
+        tokens += samples.total_completion_tokens
         for problem, row in zip(chunk, samples.texts):
             states = [solution_state(problem, text) for text in row]
             pass_right += any(grade(state, verifier) for state in states)

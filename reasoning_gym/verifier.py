@@ -31,11 +31,11 @@ import json
 import math
 import os
 import re
+import select
 import subprocess
 import sys
 import threading
 import time
-import warnings
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields
@@ -64,10 +64,16 @@ _MAX_DIGITS = 1000
 
 
 def _strip_units(text: str) -> str:
-    """``"12 apples"`` -> ``"12"``, ``"5 \\text{cm}"`` -> ``"5"``; mathematical words are kept."""
-    text = _LATEX_UNIT.sub("", text)
+    """``"12 apples"`` -> ``"12"``, ``"5 \\text{cm}"`` -> ``"5"``.
+
+    Only words after a number or a closing brace go ("New York" stays), and never
+    mathematical words ("2 pi", "3 x").
+    """
+    stripped = _LATEX_UNIT.sub("", text)
+    if stripped.rstrip()[-1:].isdigit() or stripped.rstrip().endswith("}"):
+        text = stripped
     match = _UNIT_WORDS.search(text)
-    if match and match.start() > 0:
+    if match and text[: match.start()].rstrip()[-1:] in tuple("0123456789}"):
         words = re.findall(r"[A-Za-z]+", match.group(0))
         if not any(word.lower() in _NOT_UNITS for word in words):
             text = text[: match.start()]
@@ -135,7 +141,7 @@ def _numbers_match(pred: tuple[Fraction, bool], gold: tuple[Fraction, bool], rel
 
 
 # --------------------------------------------------------------------------------------
-# Slow path: math-verify (runs in the worker process, or a thread as a fallback).
+# Slow path: math-verify (runs in the worker process).
 # --------------------------------------------------------------------------------------
 
 
@@ -218,7 +224,6 @@ def _worker_main() -> None:
     if os.name == "posix":
         threading.Thread(target=watchdog, daemon=True).start()
     logging.disable(logging.WARNING)
-    sys.setrecursionlimit(10_000)
     _import_math_verify()  # before announcing readiness: the timeout covers checks, not imports
 
     protocol_out.write('{"ready": true}\n')
@@ -267,6 +272,7 @@ class _Worker:
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _BOOT, os.path.abspath(__file__), json.dumps(sys.path)],
+                bufsize=0,  # raw pipes: nothing buffered that a forked child could flush
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -280,7 +286,7 @@ class _Worker:
         self._next_id = 0
         line = self._readline(time.monotonic() + startup_timeout_s)
         if not line or b"ready" not in line:
-            self.kill()
+            self.close()
             raise _WorkerFailed("the verifier worker did not start (is math-verify installed?)")
 
     def alive(self) -> bool:
@@ -290,8 +296,9 @@ class _Worker:
         self._next_id += 1
         request = {"id": self._next_id, "pred": pred, "gold": gold, "rel_tol": rel_tol, "abs_tol": abs_tol}
         try:
-            self.proc.stdin.write(json.dumps(request).encode("ascii") + b"\n")
-            self.proc.stdin.flush()
+            data = json.dumps(request).encode("ascii") + b"\n"
+            while data:
+                data = data[self.proc.stdin.write(data) :]
         except (BrokenPipeError, OSError, ValueError) as error:
             raise _WorkerGone("the verifier worker is gone") from error
         deadline = time.monotonic() + timeout_s
@@ -313,13 +320,15 @@ class _Worker:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            if os.name == "posix":
-                import select
-
-                ready, _, _ = select.select([fd], [], [], remaining)
-                if not ready:
-                    return None
-                chunk = os.read(fd, 65536)
+            if hasattr(select, "poll"):  # not select(): it fails for descriptors >= 1024
+                poller = select.poll()
+                poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+                try:
+                    if not poller.poll(max(1, math.ceil(remaining * 1000))):
+                        return None
+                    chunk = os.read(fd, 65536)
+                except (OSError, ValueError):  # closed under us (interpreter exit)
+                    return b""
             else:  # no select() on pipes: read in a helper thread
                 box: list[bytes] = []
                 reader = threading.Thread(target=lambda: box.append(self.proc.stdout.readline()), daemon=True)
@@ -335,12 +344,11 @@ class _Worker:
         return line
 
     def kill(self) -> None:
-        """Kill and reap the process (no zombie); safe to call twice."""
-        for stream in (self.proc.stdin, self.proc.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
+        """Kill and reap the process (no zombie); safe to call twice and from any thread.
+
+        The pipes stay open: a thread waiting on this worker sees end of file and
+        closes them itself (`close`), so no descriptor is closed under its feet.
+        """
         if self.proc.poll() is None:
             try:
                 self.proc.kill()
@@ -351,13 +359,26 @@ class _Worker:
         except subprocess.TimeoutExpired:
             pass
 
+    def close(self) -> None:
+        """Kill the process and close the pipes; only by the thread that holds the worker."""
+        self.kill()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
 
-def _kill_all(workers: set[_Worker], owner_pid: int) -> None:
+
+def _kill_all(workers: set[_Worker], idle: list[_Worker], owner_pid: int) -> None:
     if os.getpid() != owner_pid:  # a forked child must never kill its parent's workers
         return
     for worker in list(workers):
-        worker.kill()
+        if worker in idle:
+            worker.close()
+        else:  # busy in another thread, which will see end of file and close the pipes
+            worker.kill()
     workers.clear()
+    idle.clear()
 
 
 class _WorkerPool:
@@ -371,7 +392,7 @@ class _WorkerPool:
         self._all: set[_Worker] = set()
         self._starting = 0
         self._cond = threading.Condition()
-        self._finalizer = weakref.finalize(self, _kill_all, self._all, self.pid)
+        self._finalizer = weakref.finalize(self, _kill_all, self._all, self._idle, self.pid)
 
     def _acquire(self) -> _Worker:
         with self._cond:
@@ -401,7 +422,7 @@ class _WorkerPool:
             self._cond.notify()
 
     def _discard(self, worker: _Worker) -> None:
-        worker.kill()
+        worker.close()
         with self._cond:
             self._all.discard(worker)
             self._cond.notify()
@@ -416,6 +437,9 @@ class _WorkerPool:
                 if isinstance(error, _WorkerGone) and attempt == 0:
                     continue  # died while idle: retry once on a fresh worker
                 return False
+            except BaseException:  # KeyboardInterrupt mid-check: the worker's state is unknown
+                self._discard(worker)
+                raise
             self._release(worker)
             return result
         return False
@@ -425,23 +449,6 @@ class _WorkerPool:
 
     def close(self) -> None:
         self._finalizer()
-
-
-def _thread_check(pred: str, gold: str, rel_tol: float | None, abs_tol: float, timeout_s: float) -> bool:
-    """Fallback without child processes: a daemon thread we stop waiting for (but cannot kill)."""
-    _import_math_verify()  # outside the timeout
-    box: list[bool] = []
-
-    def run() -> None:
-        try:
-            box.append(_math_verify_equal(pred, gold, rel_tol, abs_tol))
-        except BaseException:  # noqa: BLE001
-            box.append(False)
-
-    thread = threading.Thread(target=run, daemon=True, name="verifier-check")
-    thread.start()
-    thread.join(timeout_s)
-    return bool(box and box[0])
 
 
 # --------------------------------------------------------------------------------------
@@ -456,12 +463,18 @@ class _Runtime:
         self.lock = threading.Lock()
         self.cache: OrderedDict[tuple[str, str, float | None], bool] = OrderedDict()
         self.pool: _WorkerPool | None = None
-        self.thread_fallback = False
         _RUNTIMES.add(self)
 
     def after_fork_in_child(self) -> None:
         self.lock = threading.Lock()
-        self.pool = None  # the parent's workers are the parent's; start our own when needed
+        if self.pool is not None:  # the parent's workers stay the parent's: drop our copies of their pipes
+            for worker in list(self.pool._all):
+                for stream in (worker.proc.stdin, worker.proc.stdout):
+                    try:
+                        stream.close()
+                    except OSError:
+                        pass
+        self.pool = None
 
 
 _RUNTIMES: weakref.WeakSet[_Runtime] = weakref.WeakSet()
@@ -479,11 +492,13 @@ class Verifier:
         max_answer_chars: longer predicted answers are incorrect without parsing.
         cache_size: entries in the LRU cache of results (0 disables it).
         workers: child processes shared by the threads of this process.
-        backend: ``"process"`` (killable child processes, the default) or
-            ``"thread"`` (no child processes; a timed-out check keeps running in a
-            daemon thread). ``"process"`` falls back to ``"thread"`` with a warning
-            if no child process can be started.
-        startup_timeout_s: how long to wait for a new worker to import math-verify.
+        startup_timeout_s: how long to wait for a new worker to import math-verify
+            (not counted in `timeout_s`).
+
+    Why a child process: math-verify's own timeouts use ``signal.alarm`` (main
+    thread only), and a thread cannot be stopped, nor even waited for with a
+    timeout while sympy holds the GIL in a long C call (``9^{9^{9^{9}}}``).
+    A process can always be killed.
     """
 
     timeout_s: float = 2.0
@@ -492,15 +507,12 @@ class Verifier:
     max_answer_chars: int = 1000
     cache_size: int = 4096
     workers: int = 1
-    backend: str = "process"
     startup_timeout_s: float = 60.0
     _runtime: _Runtime = field(default_factory=_Runtime, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
-        if self.backend not in ("process", "thread"):
-            raise ValueError(f"backend must be 'process' or 'thread', got {self.backend!r}")
         if self.cache_size < 0 or self.max_answer_chars < 1 or self.workers < 1:
             raise ValueError("cache_size must be >= 0, max_answer_chars and workers >= 1")
 
@@ -536,14 +548,10 @@ class Verifier:
         gold_number = _as_number(gold) if pred_number is not None else None
         if pred_number is not None and gold_number is not None:
             return _numbers_match(pred_number, gold_number, rel_tol, self.abs_tol)
-        if self.backend == "thread" or self._runtime.thread_fallback:
-            return _thread_check(predicted, gold, rel_tol, self.abs_tol, self.timeout_s)
         try:
             return self._pool().check(predicted, gold, rel_tol, self.abs_tol, self.timeout_s)
-        except _WorkerFailed as error:  # could not start a worker at all
-            warnings.warn(f"verifier: {error}; falling back to in-process threads", RuntimeWarning, stacklevel=3)
-            self._runtime.thread_fallback = True
-            return _thread_check(predicted, gold, rel_tol, self.abs_tol, self.timeout_s)
+        except _WorkerFailed as error:  # no worker could be started at all: a broken installation
+            raise RuntimeError(f"verifier: {error}") from None
 
     def _pool(self) -> _WorkerPool:
         runtime = self._runtime
@@ -554,8 +562,10 @@ class Verifier:
 
     def warm_up(self) -> None:
         """Start a worker now (it imports math-verify), so the first slow check is fast."""
-        if self.backend == "process":
+        try:
             self._pool().warm_up()
+        except _WorkerFailed as error:
+            raise RuntimeError(f"verifier: {error}") from None
 
     def worker_pids(self) -> list[int]:
         """Process ids of this verifier's live workers (for monitoring and tests)."""

@@ -92,6 +92,7 @@ DIFFERENT = [
     ("2 pi", "2"),
     ("\\sqrt{3}", "1.41421356"),
     ("x + 2", "x + 1"),
+    ("New York", "New Jersey"),
     ("10.85", "10.8"),
 ]
 
@@ -203,14 +204,6 @@ def test_pathological_inputs_return_false_quickly(permissive: Verifier, text: st
     assert not permissive.is_correct("1", text)  # a pathological gold too
     assert time.perf_counter() - start < 4.0
     assert permissive.is_correct("\\sqrt{4}", "2")  # and the verifier still works afterwards
-
-
-def test_thread_backend_also_times_out() -> None:
-    verifier = Verifier(timeout_s=0.5, backend="thread")
-    assert verifier.is_correct("\\sqrt{9}", "3")
-    start = time.perf_counter()
-    assert not verifier.is_correct("9^{9^{9^{9}}}", "1")
-    assert time.perf_counter() - start < 1.5
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

@@ -51,35 +51,52 @@ GREEDY = SamplingConfig(temperature=0.0)
 
 @dataclass(frozen=True)
 class Generation:
-    """What a policy call produced and cost.
+    """What a policy call produced and cost, per input state.
+
+    Costs are kept per state so that a batched call over many search trees can
+    charge each tree its own share of the budget.
 
     Attributes:
         texts: ``texts[i][j]`` is sample j for state i (a step without its
             ``"Step k:"`` label, or a whole continuation for `sample_solutions`).
-        prompt_tokens: prompt tokens processed, counted once per sample.
-        completion_tokens: generated tokens, up to and including the stop.
+        prompt_tokens: ``prompt_tokens[i]``: prompt tokens processed for state i,
+            counted once per sample computed.
+        completion_tokens: ``completion_tokens[i]``: tokens generated for state i,
+            each sample up to and including its stop token.
         calls: model calls made (one batched call counts once).
     """
 
     texts: list[list[str]]
-    prompt_tokens: int
-    completion_tokens: int
+    prompt_tokens: list[int]
+    completion_tokens: list[int]
     calls: int = 1
+
+    @property
+    def total_prompt_tokens(self) -> int:
+        return sum(self.prompt_tokens)
+
+    @property
+    def total_completion_tokens(self) -> int:
+        return sum(self.completion_tokens)
 
 
 @dataclass(frozen=True)
 class Scores:
-    """PRM values for a batch of states and their cost.
+    """PRM values for a batch of states and their cost, per state.
 
     Attributes:
         values: one float in [0, 1] per state, in input order.
-        tokens: tokens the PRM processed (cache hits cost nothing).
+        tokens: ``tokens[i]``: tokens the PRM processed for state i (0 on a cache hit).
         calls: model calls made (0 when every state was cached).
     """
 
     values: list[float]
-    tokens: int
+    tokens: list[int]
     calls: int = 1
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(self.tokens)
 
 
 @runtime_checkable

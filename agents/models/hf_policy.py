@@ -110,8 +110,8 @@ class HFPolicy:
     @torch.inference_mode()
     def _generate(
         self, prompts: list[str], n: int, sampling: SamplingConfig, max_new_tokens: int, one_step: bool
-    ) -> tuple[list[list[str]], int, int, int]:
-        """Sample `n` continuations per prompt; returns texts (len(prompts) x n) and costs.
+    ) -> tuple[list[list[str]], list[int], list[int], int]:
+        """Sample `n` continuations per prompt: texts (len(prompts) x n), per-prompt costs, calls.
 
         Greedy decoding computes each prompt once and repeats the text n times,
         so greedy costs are counted once.
@@ -136,7 +136,9 @@ class HFPolicy:
             else {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0}
         )
         outputs: list[str] = []
-        prompt_tokens = completion_tokens = calls = 0
+        prompt_tokens = [0] * len(prompts)
+        completion_tokens = [0] * len(prompts)
+        calls = 0
         device = self.model.device
         for start in range(0, len(rows), self.config.batch_size):
             chunk = rows[start : start + self.config.batch_size]
@@ -150,10 +152,11 @@ class HFPolicy:
                 **extra,
             )[:, batch["input_ids"].shape[1] :]
             calls += 1
-            prompt_tokens += int(batch["attention_mask"].sum())
-            for row in generated.tolist():
+            for offset, (row, mask) in enumerate(zip(generated.tolist(), batch["attention_mask"].sum(dim=1).tolist())):
+                owner = (start + offset) // copies
                 length = _completion_length(row, set(stop_ids), self.tokenizer.pad_token_id)
-                completion_tokens += length
+                prompt_tokens[owner] += mask
+                completion_tokens[owner] += length
                 outputs.append(self.tokenizer.decode(row[:length], skip_special_tokens=True))
         texts = [[outputs[i * copies + (j if copies > 1 else 0)] for j in range(n)] for i in range(len(prompts))]
         return texts, prompt_tokens, completion_tokens, calls

@@ -61,11 +61,12 @@ class HFValueModel:
     def score(self, states: Sequence[ReasoningState]) -> Scores:
         texts = [state.text for state in states]
         missing = list(dict.fromkeys(text for text in texts if text not in self._cache))
-        tokens, calls = self._score_texts(missing)
-        values = []
+        lengths, calls = self._score_texts(missing)
+        values, tokens = [], []
         for text in texts:
             self._cache.move_to_end(text)
             values.append(self._cache[text])
+            tokens.append(lengths.pop(text, 0))  # a text repeated in one call is paid once
         while len(self._cache) > self.config.cache_size:
             self._cache.popitem(last=False)
         return Scores(values, tokens, calls)
@@ -78,22 +79,24 @@ class HFValueModel:
         return values
 
     @torch.inference_mode()
-    def _forward(self, texts: list[str]) -> tuple[list[float], int]:
+    def _forward(self, texts: list[str]) -> tuple[list[float], list[int]]:
+        """Values and token counts of `texts`, one forward pass."""
         batch = self.tokenizer(
             texts, return_tensors="pt", padding=True, truncation=True, max_length=self.config.max_length
         ).to(self.model.device)
         logits = self.model(**batch).logits[:, 0].float()
-        return torch.sigmoid(logits).tolist(), int(batch["attention_mask"].sum())
+        return torch.sigmoid(logits).tolist(), batch["attention_mask"].sum(dim=1).tolist()
 
-    def _score_texts(self, texts: list[str]) -> tuple[int, int]:
-        """Score uncached texts in length-sorted batches; returns (tokens, calls)."""
-        tokens = calls = 0
+    def _score_texts(self, texts: list[str]) -> tuple[dict[str, int], int]:
+        """Score uncached texts in length-sorted batches; returns ({text: tokens}, calls)."""
+        lengths: dict[str, int] = {}
+        calls = 0
         ordered = sorted(texts, key=len)
         for start in range(0, len(ordered), self.config.batch_size):
             chunk = ordered[start : start + self.config.batch_size]
             values, used = self._forward(chunk)
-            tokens += used
             calls += 1
-            for text, value in zip(chunk, values):
+            for text, value, length in zip(chunk, values, used):
                 self._cache[text] = value
-        return tokens, calls
+                lengths[text] = length
+        return lengths, calls

@@ -51,7 +51,8 @@ def policy_dataset(problems: Sequence[Problem], eos: str, drill_fraction: float,
     with_steps = [p for p in problems if p.steps]
     if not with_steps:
         raise ValueError("no problem has reference steps; D_S0 needs them")
-    max_value = max(int(p.metadata.get("max_value", 30)) for p in with_steps)
+    # Drill operands span the same range as the numbers the problems state.
+    max_value = max(int(n) for p in with_steps for n in re.findall(r"\d+", p.question))
     drills = round(len(with_steps) * drill_fraction / max(1e-9, 1 - drill_fraction))
     texts = [solution_text(p, eos) for p in with_steps]
     texts += [solution_text(drill_problem(rng, max_value), eos) for _ in range(drills)]

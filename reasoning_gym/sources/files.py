@@ -30,12 +30,16 @@ __all__ = [
     "Record",
     "SourceFormatError",
     "SourceFormatWarning",
+    "gsm8k_answer",
+    "last_boxed",
     "load_gsm8k",
     "load_hf",
     "load_math",
     "load_reference",
     "load_scibench",
+    "number_to_answer",
     "read_json_records",
+    "split_math_solution",
 ]
 
 ON_ERROR = ("raise", "skip")
@@ -191,16 +195,21 @@ def number_to_answer(value: int | float) -> str:
     return "0" if value == 0 else repr(value)
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _answer_text(record: Record, value: Any, field: str) -> str:
     """The answer in `value` as a non-empty string (numbers converted cleanly)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
             return number_to_answer(value)
         except ValueError:
-            raise record.error(f"field {field!r} is not a finite number: {value!r}", field) from None
+            raise record.error(f"field {field!r} is not a finite number: {_short(value)}", field) from None
     if isinstance(value, str) and value.strip():
         return value.strip()
-    raise record.error(f"field {field!r} must be a non-empty string or a number, got {value!r}", field)
+    raise record.error(f"field {field!r} must be a non-empty string or a number, got {_short(value)}", field)
 
 
 def _field(record: Record, name: str) -> Any:
@@ -214,7 +223,7 @@ def _field(record: Record, name: str) -> Any:
 def _text_field(record: Record, name: str) -> str:
     value = _field(record, name)
     if not isinstance(value, str) or not value.strip():
-        raise record.error(f"field {name!r} must be a non-empty string, got {value!r}", name)
+        raise record.error(f"field {name!r} must be a non-empty string, got {_short(value)}", name)
     return value.strip()
 
 

@@ -1,0 +1,166 @@
+"""`Ledger`: the budget accounts of B problems searched in lockstep, and their door to the models.
+
+Every policy and PRM call of a search goes through its ledger. A call takes
+requests ``(problem index, state)`` from many problems; the ledger
+
+1. drops the requests of problems that are closed, and closes (and drops) each
+   problem whose share of the call might exceed its budget (the rule in
+   `agents.search.budget`);
+2. makes ONE batched call for the remaining requests (none if none remain);
+3. charges each problem the rows of its own requests.
+
+Results come back aligned with the requests, None for a dropped request. A
+closed problem makes no more calls: its search ends with what it has.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from agents.models.base import Generation, Policy, SamplingConfig, ValueModel
+from agents.search.budget import Budget, Usage
+from reasoning_gym import ReasoningState
+
+Request = tuple[int, ReasoningState]  # (problem index in the batch, state)
+
+
+class Ledger:
+    """Per-problem `Usage` under one `Budget` for a batch of `size` problems."""
+
+    def __init__(self, budget: Budget, size: int) -> None:
+        self.budget = budget
+        self.usage = [Usage() for _ in range(size)]
+        self.closed = [False] * size
+        self.out_of_budget = [False] * size
+        self._start = time.perf_counter()
+        # Tokens per character of state text, the largest seen (None: not seen yet).
+        self._rate: dict[str, float | None] = {"policy": None, "prm": None}
+        self._longest: dict[str, float] = {"policy": 0.0, "prm": 0.0}
+        self._policy_calls = 0
+
+    def open(self, problem: int) -> bool:
+        return not self.closed[problem]
+
+    def close(self, problem: int) -> None:
+        """End a problem's search: it makes no more calls; its clock stops now."""
+        if not self.closed[problem]:
+            self.closed[problem] = True
+            self.usage[problem].wall_seconds = self._elapsed()
+
+    def close_all(self) -> None:
+        for problem in range(len(self.closed)):
+            self.close(problem)
+
+    # --- the model calls -------------------------------------------------------
+
+    def propose_steps(
+        self, policy: Policy, requests: Sequence[Request], n: int, sampling: SamplingConfig
+    ) -> list[list[str] | None]:
+        """`n` next steps per request (one batched `policy.propose_steps` call)."""
+        return self._generate(policy.propose_steps, requests, n, sampling)
+
+    def sample_solutions(
+        self, policy: Policy, requests: Sequence[Request], n: int, sampling: SamplingConfig
+    ) -> list[list[str] | None]:
+        """`n` whole continuations per request (one batched `policy.sample_solutions` call)."""
+        return self._generate(policy.sample_solutions, requests, n, sampling)
+
+    def score(self, value: ValueModel, requests: Sequence[Request]) -> list[float | None]:
+        """PRM value per request (one batched `value.score` call)."""
+
+        def estimate(states: list[ReasoningState]) -> Usage:
+            chars = sum(len(state.text) for state in states)
+            return Usage(prm_tokens=self._tokens("prm", chars), prm_calls=1, wall_seconds=self._longest["prm"])
+
+        kept = self._admit(requests, estimate)
+        results: list[float | None] = [None] * len(requests)
+        if not kept:
+            return results
+        started = time.perf_counter()
+        scores = value.score([requests[k][1] for k in kept])
+        self._longest["prm"] = max(self._longest["prm"], time.perf_counter() - started)
+        for problem, rows in _rows_by_problem(requests, kept).items():
+            self.usage[problem].add_scores(scores, rows)
+            self.usage[problem].wall_seconds = self._elapsed()
+        for row, k in enumerate(kept):
+            results[k] = scores.values[row]
+            self._learn("prm", scores.tokens[row], len(requests[k][1].text))
+        return results
+
+    def _generate(
+        self,
+        method: Callable[[Sequence[ReasoningState], int, SamplingConfig], Generation],
+        requests: Sequence[Request],
+        n: int,
+        sampling: SamplingConfig,
+    ) -> list[list[str] | None]:
+        def estimate(states: list[ReasoningState]) -> Usage:
+            chars = n * sum(len(state.text) for state in states)
+            return Usage(
+                policy_prompt_tokens=self._tokens("policy", chars),
+                policy_completion_tokens=len(states) * n * sampling.max_new_tokens,
+                policy_calls=1,
+                wall_seconds=self._longest["policy"],
+            )
+
+        kept = self._admit(requests, estimate)
+        results: list[list[str] | None] = [None] * len(requests)
+        if not kept:
+            return results
+        if sampling.seed is not None:
+            # A fixed seed would give every call (retry, round) the same draws.
+            sampling = replace(sampling, seed=sampling.seed + self._policy_calls)
+        self._policy_calls += 1
+        started = time.perf_counter()
+        generation = method([requests[k][1] for k in kept], n, sampling)
+        self._longest["policy"] = max(self._longest["policy"], time.perf_counter() - started)
+        for problem, rows in _rows_by_problem(requests, kept).items():
+            self.usage[problem].add_generation(generation, rows)
+            self.usage[problem].wall_seconds = self._elapsed()
+        for row, k in enumerate(kept):
+            results[k] = generation.texts[row]
+            self._learn("policy", generation.prompt_tokens[row], n * len(requests[k][1].text))
+        return results
+
+    # --- the budget rule --------------------------------------------------------
+
+    def _admit(self, requests: Sequence[Request], estimate: Callable[[list[ReasoningState]], Usage]) -> list[int]:
+        """Indices of the requests whose problems can afford their share of the call."""
+        by_problem: dict[int, list[int]] = defaultdict(list)
+        for k, (problem, _) in enumerate(requests):
+            by_problem[problem].append(k)
+        kept: list[int] = []
+        for problem, ks in by_problem.items():
+            if self.closed[problem]:
+                continue
+            self.usage[problem].wall_seconds = self._elapsed()
+            if self.budget.fits(self.usage[problem] + estimate([requests[k][1] for k in ks])):
+                kept.extend(ks)
+            else:
+                self.out_of_budget[problem] = True
+                self.close(problem)
+        return sorted(kept)
+
+    def _tokens(self, kind: str, chars: int) -> int:
+        rate = self._rate[kind]
+        return math.ceil(chars * (1.0 if rate is None else rate))
+
+    def _learn(self, kind: str, tokens: int, chars: int) -> None:
+        if tokens > 0 and chars > 0:  # a PRM cache hit costs 0 tokens and says nothing
+            rate = self._rate[kind]
+            self._rate[kind] = tokens / chars if rate is None else max(rate, tokens / chars)
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self._start
+
+
+def _rows_by_problem(requests: Sequence[Request], kept: list[int]) -> dict[int, list[int]]:
+    """{problem: rows of the batched call that belong to it}."""
+    rows: dict[int, list[int]] = defaultdict(list)
+    for row, k in enumerate(kept):
+        rows[requests[k][0]].append(row)
+    return rows

@@ -1,0 +1,300 @@
+"""MCTS*: process-reward-guided Monte Carlo tree search (ReST-MCTS*, Zhang et al. 2024).
+
+After the paper and its reference implementation (THUDM/ReST-MCTS, ``MCTS/mcts.py``).
+Node values are the PRM's raw scores V(s) in [0, 1]. One iteration:
+
+1. simulate (select): from the root, descend by the selection rule (UCT on
+   values, a bonus for unvisited children) to a leaf;
+2. expand: propose `branch` distinct next steps for the leaf (duplicates of
+   siblings or of steps already written are asked again, up to `max_retries`
+   times) and score each child with the PRM;
+3. evaluate: take the best new child by the selection rule, count a visit, roll
+   forward greedily up to `roll_forward_steps` steps (each the PRM-best of
+   `roll_branch` proposals) and mix the best value seen into the child,
+   V <- (1 - alpha) V + alpha max_V;
+4. backup: along the path to the root, count a visit and set each expanded
+   node's value to the visit-weighted mean of its visited children's values.
+
+A node is terminal (never expanded) when it states a final answer, hits an
+episode limit, has a value >= `end_gate`, or got no valid proposal. A selected
+terminal leaf is only backed up. The search of a problem stops after
+`iterations`, when no expandable leaf is left, when its next call might exceed
+the budget, or (unless `data_mode`) as soon as a node that states an answer
+reaches `end_gate`.
+
+Answer (``answer_mode``), among the tree's leaves:
+
+- ``"best"``: the first node (in creation order) that states an answer with a
+  value >= `end_gate`; else the highest-valued leaf that states an answer; else
+  the highest-valued leaf (then the answer is None);
+- ``"vote"``: the answer whose leaves' values sum highest (leaves grouped by
+  `voting.answer_key`), represented by its highest-valued leaf.
+
+B problems advance in lockstep: each iteration makes one batched policy call
+(plus one per retry and per roll-forward step) and one batched PRM call (plus
+one per roll-forward step) for all unfinished problems.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from agents.models.base import Policy, ValueModel
+from agents.search.agent import SearchResult, choose
+from agents.search.budget import Budget
+from agents.search.ledger import Ledger
+from agents.search.proposals import propose_children
+from agents.search.sampling import SamplingOptions
+from agents.search.traces import is_finished
+from agents.search.tree import NO_PARENT, ROOT, Tree
+from agents.search.voting import ANSWER_MODES
+from reasoning_gym import EpisodeLimits, Problem, ReasoningState, Verifier
+
+
+@dataclass(frozen=True)
+class MCTSStarConfig(SamplingOptions):
+    """Hyperparameters of MCTS* (reference defaults; sampling per step, see `SamplingOptions`).
+
+    Attributes:
+        iterations: select-expand-evaluate-backup rounds per problem (reference
+            README: 50; its scripts use 40-100).
+        branch: distinct steps proposed per expansion (reference: 3).
+        exploration: c in the UCT rule V + c * sqrt(2 ln N / n) (reference: 0.4-0.7).
+        unvisited_bonus: added to an unvisited child's value in selection
+            (reference ``INF``: 0.8-1.0).
+        end_gate: a node with a value at least this is terminal; one that states
+            an answer ends the search (reference: 0.8-0.9).
+        alpha: weight of the roll-forward value, V <- (1 - alpha) V + alpha max_V
+            (reference: 0.5).
+        roll_forward_steps: greedy roll-forward depth from the best new child;
+            0 evaluates it by its PRM value alone (reference: 1-3).
+        roll_branch: proposals per roll-forward step, the PRM-best one taken
+            (reference: 1).
+        max_retries: extra asks per rejected proposal (reference: 3).
+        answer_mode: "best" or "vote" (see the module docstring).
+        data_mode: run every iteration even after a node reaches the end gate,
+            and grade every answer node against the oracle (for training data).
+    """
+
+    iterations: int = 50
+    branch: int = 3
+    exploration: float = 0.5
+    unvisited_bonus: float = 1.0
+    end_gate: float = 0.9
+    alpha: float = 0.5
+    roll_forward_steps: int = 3
+    roll_branch: int = 1
+    max_retries: int = 3
+    answer_mode: str = "best"
+    data_mode: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("iterations", "branch", "roll_branch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("exploration", "unvisited_bonus", "roll_forward_steps", "max_retries"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.answer_mode not in ANSWER_MODES:
+            raise ValueError(f"answer_mode must be one of {ANSWER_MODES}, got {self.answer_mode!r}")
+
+
+SelectChild = Callable[[Tree, int], int]
+"""A selection rule: (tree, expanded node) -> the child to descend into."""
+
+
+def uct(exploration: float, unvisited_bonus: float) -> SelectChild:
+    """UCT on values: argmax over children of V + c * sqrt(2 ln N / n), or V + bonus if n = 0.
+
+    N is the parent's visit count and n the child's. Ties go to the first child.
+    """
+
+    def select_child(tree: Tree, node: int) -> int:
+        log_visits = math.log(max(tree.visits[node], 1))
+
+        def score(child: int) -> float:
+            if tree.visits[child] == 0:
+                return tree.value[child] + unvisited_bonus
+            return tree.value[child] + exploration * math.sqrt(2.0 * log_visits / tree.visits[child])
+
+        return max(tree.children[node], key=score)
+
+    return select_child
+
+
+def simulate(tree: Tree, select_child: SelectChild) -> int:
+    """The leaf reached from the root by `select_child`: an unexpanded or terminal node."""
+    node = ROOT
+    while tree.expanded[node] and not tree.terminal[node]:
+        node = select_child(tree, node)
+    return node
+
+
+def backup(tree: Tree, node: int) -> None:
+    """Count a visit on `node` and its ancestors; each expanded one takes the
+    visit-weighted mean of its visited children's values, sum(n_c V_c) / sum(n_c)."""
+    while node != NO_PARENT:
+        tree.visits[node] += 1
+        visited = [child for child in tree.children[node] if tree.visits[child] > 0]
+        if visited:
+            total = sum(tree.visits[child] for child in visited)
+            tree.value[node] = sum(tree.visits[child] * tree.value[child] for child in visited) / total
+        node = tree.parent[node]
+
+
+class MCTSStar:
+    """MCTS* over B problems in lockstep; `select_child` defaults to `uct` from the config."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        value: ValueModel,
+        config: MCTSStarConfig = MCTSStarConfig(),
+        select_child: SelectChild | None = None,
+        verifier: Verifier | None = None,
+    ) -> None:
+        self.policy = policy
+        self.value = value
+        self.config = config
+        self.select_child = select_child or uct(config.exploration, config.unvisited_bonus)
+        self.verifier = verifier
+
+    def solve(
+        self, problems: Sequence[Problem], budget: Budget, limits: EpisodeLimits = EpisodeLimits()
+    ) -> list[SearchResult]:
+        config = self.config
+        ledger = Ledger(budget, len(problems))
+        trees = [Tree.new(ReasoningState(problem)) for problem in problems]
+        solved: list[int | None] = [None] * len(problems)  # the first answer node reaching end_gate
+        reasons = ["iterations"] * len(problems)
+        for _ in range(config.iterations):
+            leaves = {i: simulate(tree, self.select_child) for i, tree in enumerate(trees) if ledger.open(i)}
+            if not leaves:
+                break
+            to_expand = {i: leaf for i, leaf in leaves.items() if not trees[i].terminal[leaf]}
+            expanded = self.expand(ledger, trees, to_expand, limits)
+            self.evaluate(ledger, trees, expanded, limits)
+            for i, leaf in leaves.items():
+                tree = trees[i]
+                if tree.terminal[leaf] or expanded.get(i) == leaf:  # not when the budget cut the expansion
+                    backup(tree, leaf)
+                if solved[i] is None:
+                    solved[i] = self.first_solution(tree, leaf)
+                stop_solved = solved[i] is not None and not config.data_mode
+                if ledger.open(i) and (stop_solved or not tree.open_leaves()):
+                    reasons[i] = "solved" if stop_solved else "exhausted"
+                    ledger.close(i)
+        ledger.close_all()
+        return [self.result(ledger, i, tree, solved[i], reasons[i]) for i, tree in enumerate(trees)]
+
+    # --- the three phases --------------------------------------------------------
+
+    def expand(
+        self, ledger: Ledger, trees: list[Tree], leaves: dict[int, int], limits: EpisodeLimits
+    ) -> dict[int, int]:
+        """Add `branch` distinct PRM-scored children to each leaf; {problem: leaf} of the expanded.
+
+        One batched policy call (plus retries) and one batched PRM call. A leaf
+        whose problem ran out of budget meanwhile stays unexpanded; a leaf with
+        no valid proposal becomes a terminal dead end, as in the reference.
+        """
+        config = self.config
+        requests = [(i, trees[i].state[leaf], ()) for i, leaf in leaves.items()]
+        proposals = propose_children(
+            ledger, self.policy, requests, config.branch, config.sampling, limits, config.max_retries
+        )
+        flat = [(i, child) for (i, _, _), children in zip(requests, proposals) for child in children]
+        values = iter(ledger.score(self.value, flat))
+        expanded: dict[int, int] = {}
+        for (i, leaf), children in zip(leaves.items(), proposals):
+            child_values = [next(values) for _ in children]
+            if not ledger.open(i):
+                continue
+            tree = trees[i]
+            tree.expanded[leaf] = True
+            tree.terminal[leaf] = not children
+            for child, value in zip(children, child_values):
+                tree.add(leaf, child, value, terminal=is_finished(child, limits) or value >= config.end_gate)
+            expanded[i] = leaf
+        return expanded
+
+    def evaluate(self, ledger: Ledger, trees: list[Tree], expanded: dict[int, int], limits: EpisodeLimits) -> None:
+        """Visit the best new child of each expanded leaf; roll it forward and mix:
+        V <- (1 - alpha) V + alpha max_V (only when the roll-forward scored a step)."""
+        rolled: dict[int, int] = {}
+        for i, leaf in expanded.items():
+            tree = trees[i]
+            if not tree.children[leaf]:
+                continue
+            child = self.select_child(tree, leaf)
+            tree.visits[child] += 1
+            if not tree.terminal[child]:
+                rolled[i] = child
+        best = self.roll_forward(ledger, {i: trees[i].state[child] for i, child in rolled.items()}, limits)
+        alpha = self.config.alpha
+        for i, max_value in best.items():
+            tree, child = trees[i], rolled[i]
+            tree.value[child] = (1.0 - alpha) * tree.value[child] + alpha * max_value
+            tree.terminal[child] = tree.value[child] >= self.config.end_gate
+
+    def roll_forward(
+        self, ledger: Ledger, starts: dict[int, ReasoningState], limits: EpisodeLimits
+    ) -> dict[int, float]:
+        """Greedy roll-forward from each start; {problem: best PRM value seen} where a step was scored.
+
+        Each step: `roll_branch` distinct proposals per state (one batched call),
+        scored (one batched call), the best taken; a state that is finished or
+        reaches `end_gate` stops rolling. Rolled states are not added to the tree.
+        """
+        config = self.config
+        best: dict[int, float] = {}
+        current = dict(starts)
+        for _ in range(config.roll_forward_steps):
+            requests = [(i, state, ()) for i, state in current.items() if ledger.open(i)]
+            if not requests:
+                break
+            proposals = propose_children(
+                ledger, self.policy, requests, config.roll_branch, config.sampling, limits, config.max_retries
+            )
+            flat = [(i, child) for (i, _, _), children in zip(requests, proposals) for child in children]
+            step_best: dict[int, tuple[float, ReasoningState]] = {}
+            for (i, child), value in zip(flat, ledger.score(self.value, flat)):
+                if value is not None and (i not in step_best or value > step_best[i][0]):
+                    step_best[i] = (value, child)
+            current = {}
+            for i, (value, state) in step_best.items():
+                best[i] = max(best.get(i, value), value)
+                if not (is_finished(state, limits) or value >= config.end_gate):
+                    current[i] = state
+        return best
+
+    # --- answers -------------------------------------------------------------------
+
+    def first_solution(self, tree: Tree, leaf: int) -> int | None:
+        """The first child of `leaf` (just expanded) that states an answer with a value >= end_gate."""
+        for child in tree.children[leaf]:
+            if tree.answer(child) is not None and tree.value[child] >= self.config.end_gate:
+                return child
+        return None
+
+    def result(self, ledger: Ledger, i: int, tree: Tree, solved: int | None, reason: str) -> SearchResult:
+        if self.config.data_mode:
+            tree.grade_answers(self.verifier)
+        leaves = tree.leaves()
+        chosen = leaves.index(solved) if solved is not None and self.config.answer_mode == "best" else None
+        return choose(
+            ledger,
+            i,
+            tree.state[ROOT],
+            [tree.state[node] for node in leaves],
+            [tree.value[node] for node in leaves],
+            self.config.answer_mode,
+            chosen=chosen,
+            stop_reason=reason,
+            tree=tree,
+        )

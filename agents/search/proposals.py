@@ -1,0 +1,60 @@
+"""Proposing distinct next steps for many states at once, with the reference's retries.
+
+A proposal is one step. As in the ReST-MCTS* reference, a proposal is rejected
+when it is empty, repeats a sibling (an existing child or another proposal for
+the same state) or repeats a step already in the partial solution; here also
+when the environment would reject it (too long). Each rejected proposal is asked
+again, up to `retries` times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from agents.models.base import Policy, SamplingConfig
+from agents.search.ledger import Ledger
+from reasoning_gym import EpisodeLimits, ReasoningState, apply_step
+from reasoning_gym.steps import normalize_step
+
+ProposalRequest = tuple[int, ReasoningState, Sequence[str]]  # (problem, state, sibling steps already taken)
+
+
+def propose_children(
+    ledger: Ledger,
+    policy: Policy,
+    requests: Sequence[ProposalRequest],
+    n: int,
+    sampling: SamplingConfig,
+    limits: EpisodeLimits,
+    retries: int,
+) -> list[list[ReasoningState]]:
+    """Up to `n` distinct child states per request (R requests -> R lists).
+
+    The first round is one batched call asking `n` steps of every state; each
+    retry round is one batched call asking one step per missing proposal (the
+    state repeated once per missing proposal). Every call goes through the
+    ledger, so it is charged per problem and a problem out of budget stops
+    asking (its list keeps what it got).
+    """
+    children: list[list[ReasoningState]] = [[] for _ in requests]
+    taken = [{normalize_step(step) for step in siblings} | set(state.steps) for _, state, siblings in requests]
+    for attempt in range(retries + 1):
+        if attempt == 0:
+            asked, per_row = list(range(len(requests))), n
+        else:
+            asked, per_row = [k for k, found in enumerate(children) for _ in range(n - len(found))], 1
+        if not asked:
+            break
+        texts = ledger.propose_steps(policy, [requests[k][:2] for k in asked], per_row, sampling)
+        for k, row in zip(asked, texts):
+            for text in row or ():
+                step = normalize_step(text)
+                if not step or step in taken[k]:
+                    continue
+                try:
+                    child = apply_step(requests[k][1], step, limits)
+                except ValueError:
+                    continue  # longer than the environment admits
+                taken[k].add(step)
+                children[k].append(child)
+    return children

@@ -1,0 +1,45 @@
+"""Self-consistency (Wang et al., 2022): majority vote over sampled solutions.
+
+N adapts to the budget: solutions are sampled in rounds until `max_samples` or
+until the next round might exceed the budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agents.models.base import Policy
+from agents.search.agent import SearchResult, choose
+from agents.search.budget import Budget
+from agents.search.ledger import Ledger
+from agents.search.sampling import SolutionSamplingOptions, sample_rounds
+from reasoning_gym import EpisodeLimits, Problem, ReasoningState
+
+
+@dataclass(frozen=True)
+class SelfConsistencyConfig(SolutionSamplingOptions):
+    """Options of `SelfConsistency`: only sampling (see `SolutionSamplingOptions`)."""
+
+
+class SelfConsistency:
+    """The most frequent answer among sampled solutions (ties: the answer seen first)."""
+
+    def __init__(self, policy: Policy, config: SelfConsistencyConfig = SelfConsistencyConfig()) -> None:
+        self.policy = policy
+        self.config = config
+
+    def solve(
+        self, problems: Sequence[Problem], budget: Budget, limits: EpisodeLimits = EpisodeLimits()
+    ) -> list[SearchResult]:
+        config = self.config
+        ledger = Ledger(budget, len(problems))
+        roots = [ReasoningState(problem) for problem in problems]
+        traces: list[list[ReasoningState]] = [[] for _ in problems]
+        for round_traces in sample_rounds(
+            self.policy, ledger, roots, config.sampling, config.max_samples, config.samples_per_round, limits
+        ):
+            for i, new in round_traces.items():
+                traces[i].extend(new)
+        ledger.close_all()
+        return [choose(ledger, i, roots[i], traces[i], [1.0] * len(traces[i]), "vote") for i in range(len(problems))]
