@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.models.base import GREEDY, Policy, SamplingConfig
+from agents.models.base import Policy, SamplingConfig
 from agents.models.hf_value import HFValueModel
 from agents.search.traces import solution_state
 from agents.search.voting import majority
@@ -34,6 +34,7 @@ def evaluate_policy(
     k: int = 8,
     temperature: float = 0.8,
     seed: int = 0,
+    max_new_tokens: int = 320,
     batch_problems: int = 32,
     verifier: Verifier | None = None,
     show_progress: bool = True,
@@ -43,12 +44,13 @@ def evaluate_policy(
     Set k=0 to measure greedy accuracy only.
     """
     verifier = verifier or default_verifier()
-    sampling = SamplingConfig(temperature=temperature, seed=seed)
+    sampling = SamplingConfig(temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
+    greedy_sampling = SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens)
     greedy_right = pass_right = maj_right = tokens = 0
     for start in tqdm(range(0, len(problems), batch_problems), desc="evaluate policy", disable=not show_progress):
         chunk = list(problems[start : start + batch_problems])
         roots = [ReasoningState(problem) for problem in chunk]
-        greedy = policy.sample_solutions(roots, 1, GREEDY)
+        greedy = policy.sample_solutions(roots, 1, greedy_sampling)
         tokens += greedy.total_completion_tokens
         greedy_right += sum(grade(solution_state(p, row[0]), verifier) for p, row in zip(chunk, greedy.texts))
         if k <= 0:

@@ -30,15 +30,12 @@ class HFPolicyConfig:
             message of the tokenizer's chat template and the steps in the
             assistant turn; "auto" picks "chat" when the tokenizer has a template.
         system_prompt: the system message in "chat" format.
-        max_solution_tokens: cap on new tokens in `sample_solutions` when the
-            sampling config's cap is for a single step.
         cache_implementation: passed to `generate` ("static" or None for dynamic).
     """
 
     batch_size: int = 64
     prompt_format: str = "auto"
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    max_solution_tokens: int = 320
     cache_implementation: str | None = None
 
     def __post_init__(self) -> None:
@@ -101,8 +98,7 @@ class HFPolicy:
 
     def sample_solutions(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
         prompts = [self.prompt(state, next_step=False) for state in states]
-        budget = max(sampling.max_new_tokens, self.config.max_solution_tokens)
-        texts, prompt_tokens, completion_tokens, calls = self._generate(prompts, n, sampling, budget, False)
+        texts, prompt_tokens, completion_tokens, calls = self._generate(prompts, n, sampling, sampling.max_new_tokens, False)
         return Generation(texts, prompt_tokens, completion_tokens, calls)
 
     # --- generation ------------------------------------------------------------

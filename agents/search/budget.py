@@ -19,7 +19,10 @@ The estimate of a call is:
 - wall time: the longest call of the same kind so far.
 
 So the completion-token and call caps are never exceeded, and a search stops as
-soon as its next call might exceed them: with ``usage + estimate > cap``.
+soon as its next call might exceed them: with ``usage + estimate > cap``. A
+refused call ends the problem's search even if a smaller call would fit (so a
+last round is never split), and a PRM call refused under `total_tokens` leaves
+the round's fresh proposals unscored, and unused.
 Comparisons at an equal budget use completion tokens per problem (the paper's
 x-axis) or total model FLOPs (`Usage.flops`).
 """

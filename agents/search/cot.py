@@ -1,16 +1,18 @@
-"""Chain of thought: one greedy solution per problem, the cheapest baseline."""
+"""Chain of thought: one greedy solution per problem, the cheapest baseline.
+
+It is self-consistency with a single greedy sample, so both share one code path.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agents.models.base import Policy, SamplingConfig
-from agents.search.agent import SearchResult, choose
+from agents.models.base import Policy
+from agents.search.agent import SearchResult
 from agents.search.budget import Budget
-from agents.search.ledger import Ledger
-from agents.search.sampling import sample_rounds
-from reasoning_gym import EpisodeLimits, Problem, ReasoningState
+from agents.search.self_consistency import SelfConsistency, SelfConsistencyConfig
+from reasoning_gym import EpisodeLimits, Problem
 
 
 @dataclass(frozen=True)
@@ -32,18 +34,13 @@ class ChainOfThought:
     """Greedy decoding of a whole solution; the answer is whatever it states."""
 
     def __init__(self, policy: Policy, config: CoTConfig = CoTConfig()) -> None:
-        self.policy = policy
         self.config = config
+        greedy = SelfConsistencyConfig(
+            temperature=0.0, max_new_tokens=config.max_new_tokens, max_samples=1, samples_per_round=1
+        )
+        self._one_sample = SelfConsistency(policy, greedy)
 
     def solve(
         self, problems: Sequence[Problem], budget: Budget, limits: EpisodeLimits = EpisodeLimits()
     ) -> list[SearchResult]:
-        ledger = Ledger(budget, len(problems))
-        roots = [ReasoningState(problem) for problem in problems]
-        greedy = SamplingConfig(temperature=0.0, max_new_tokens=self.config.max_new_tokens)
-        traces: list[list[ReasoningState]] = [[] for _ in problems]
-        for round_traces in sample_rounds(self.policy, ledger, roots, greedy, 1, 1, limits):
-            for i, new in round_traces.items():
-                traces[i].extend(new)
-        ledger.close_all()
-        return [choose(ledger, i, roots[i], traces[i], [1.0] * len(traces[i]), "best") for i in range(len(problems))]
+        return self._one_sample.solve(problems, budget, limits)

@@ -192,7 +192,7 @@ class MCTSStar:
         ledger.close_all()
         return [self.result(ledger, i, tree, solved[i], reasons[i]) for i, tree in enumerate(trees)]
 
-    # --- the three phases --------------------------------------------------------
+    # --- expansion and evaluation ------------------------------------------------------
 
     def expand(
         self, ledger: Ledger, trees: list[Tree], leaves: dict[int, int], limits: EpisodeLimits

@@ -44,8 +44,9 @@ class SolutionSamplingOptions(SamplingOptions):
     """Sampling whole solutions in rounds until `max_samples` or the budget.
 
     Attributes:
-        max_new_tokens: cap on tokens per solution (HFPolicy's default
-            ``max_solution_tokens`` is 320).
+        max_new_tokens: cap on tokens per solution. `HFPolicy` generates up to
+            ``max(max_new_tokens, HFPolicyConfig.max_solution_tokens)`` (default
+            320), so keep the two equal or the budget's worst case is too low.
         max_samples: most solutions per problem (N).
         samples_per_round: solutions per problem per batched call; a round is
             made only if all of them fit the budget at their worst case, so

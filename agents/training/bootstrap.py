@@ -2,7 +2,7 @@
 
     problems  = synthetic training split with reference steps
     pi_0      = SFT of a tiny Llama on D_S0 (solutions + arithmetic drills)   [TRL SFTTrainer]
-    V_0       = soft-target regression of a tiny Llama PRM on D_V0           [transformers Trainer]
+    V_0       = pi_0's backbone + a scalar head, soft-target regression on D_V0   [transformers Trainer]
 
 Both models are cached under ``$REST_MCTS_HOME`` in folders keyed by a hash of the
 config that shapes them (see `agents.artifacts`): a second call reuses them, a
@@ -24,7 +24,8 @@ from agents.artifacts import artifact_dir, build_atomically, read_manifest
 from agents.config import to_dict
 from agents.models.hf_policy import HFPolicy
 from agents.models.hf_value import HFValueModel
-from agents.models.tiny import TinyModelConfig, build_char_tokenizer, build_policy_model, build_value_model
+from agents.models.loading import load_value_backbone
+from agents.models.tiny import TinyModelConfig, build_char_tokenizer, build_policy_model
 from agents.training.bootstrap_data import policy_dataset, value_dataset
 from agents.training.policy_sft import SFTSettings, train_policy
 from agents.training.value_training import ValueSettings, train_value_model
@@ -76,7 +77,8 @@ class BootstrapConfig:
         }
 
     def value_key(self) -> dict[str, Any]:
-        return {"format": FORMAT_VERSION, **self.data_config(), "model": to_dict(self.model), "value": to_dict(self.value)}
+        # V_0 starts from pi_0's backbone, so it depends on everything pi_0 does.
+        return {**self.policy_key(), "value": to_dict(self.value)}
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,9 @@ def bootstrap(config: BootstrapConfig | None = None, home: Path | None = None, s
 
     def build_value(out: Path) -> dict[str, Any]:
         set_seed(config.seed)
-        tokenizer = build_char_tokenizer()
-        model = build_value_model(config.model, tokenizer)
+        # The PRM starts from pi_0's backbone (it already reads problems and does
+        # arithmetic) with a fresh scalar head, which learns far faster than from scratch.
+        model, tokenizer = load_value_backbone(str(policy_dir))
         data = value_dataset(problems_once().problems, config.seed)
         started = time.time()
         train_value_model(model, tokenizer, data, config.value, str(out / "trainer"), config.seed, show_progress)

@@ -8,7 +8,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
-from agents.training.trainer_args import device_training_args
+from agents.training.trainer_args import common_training_args
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def train_policy(
         completion_only_loss=settings.completion_only_loss,
         logging_steps=settings.logging_steps,
         disable_tqdm=not show_progress,
-        **device_training_args(seed),
+        **common_training_args(seed),
     )
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
     trainer.train()

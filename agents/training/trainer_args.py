@@ -7,29 +7,41 @@ arguments, so every trainer in the project gets the same, working choice.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
+from transformers import TrainingArguments
+
+_FIELDS = {f.name for f in dataclasses.fields(TrainingArguments)}
+# transformers 5.x renamed gradient checkpointing to activation checkpointing and
+# warns on the old name; TRL configs still default the old name to True.
+_CHECKPOINTING = "activation_checkpointing" if "activation_checkpointing" in _FIELDS else "gradient_checkpointing"
+# Batches of similar lengths waste less compute on padding (about a third here).
+_LENGTH_GROUPING = (
+    {"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in _FIELDS else {"group_by_length": True}
+)
 
 
-def device_training_args(seed: int) -> dict[str, Any]:
+def common_training_args(seed: int) -> dict[str, Any]:
     """Keyword arguments for `TrainingArguments`/TRL configs suited to this machine.
 
     CPU: float32, ``use_cpu=True``, no gradient checkpointing. CUDA: bf16 when the
     GPU supports it. Checkpoints are not written by the trainers themselves (the
     caller saves the final model atomically), nothing is reported to trackers
-    unless the caller asks, and runs are seeded.
+    unless the caller asks, runs are seeded, and batches group similar lengths.
     """
     cuda = torch.cuda.is_available()
     return {
         "use_cpu": not cuda,
         "bf16": bool(cuda and torch.cuda.is_bf16_supported()),
         "fp16": False,
-        "gradient_checkpointing": False,
+        _CHECKPOINTING: False,
         "save_strategy": "no",
         "report_to": [],
         "seed": seed,
         "data_seed": seed,
         "dataloader_num_workers": 0,
         "remove_unused_columns": True,
+        **_LENGTH_GROUPING,
     }

@@ -14,7 +14,7 @@ import torch
 from datasets import Dataset
 from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
-from agents.training.trainer_args import device_training_args
+from agents.training.trainer_args import common_training_args
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def train_value_model(
         weight_decay=settings.weight_decay,
         logging_steps=settings.logging_steps,
         disable_tqdm=not show_progress,
-        **device_training_args(seed),
+        **common_training_args(seed),
     )
     trainer = SoftTargetTrainer(
         model=model,
