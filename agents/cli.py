@@ -68,6 +68,168 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _print_evaluation(result, config, args.problems)
 
 
+# --- solve -----------------------------------------------------------------------------------
+
+AGENT_NAMES = ("mcts_star", "beam", "best_of_n", "self_consistency", "cot")
+
+
+def _solve_problem(args: argparse.Namespace, default_difficulty: str):
+    """The problem named on the command line: free text, or ``--source ... --index N``."""
+    from reasoning_gym import Problem, make_source
+
+    if (args.question is None) == (args.source is None):
+        raise ConfigError("give either a question or --source (with --index), not both or neither")
+    if args.question is not None:
+        if not args.question.strip():
+            raise ConfigError("the question is empty")
+        return Problem("cli", args.question, args.answer or "unknown"), args.answer is not None
+    if args.index < 0:
+        raise ConfigError(f"--index must be >= 0, got {args.index}")
+    if args.source == "synthetic":
+        kwargs = {"split": args.split or "test", "size": args.index + 1, "seed": args.problem_seed,
+                  "difficulty": args.difficulty or default_difficulty}  # fmt: skip
+    else:
+        if args.path is None:
+            raise ConfigError(f"--source {args.source} needs --path FILE")
+        kwargs = {"path": args.path, "split": args.split}
+    try:
+        problems = make_source(args.source, **kwargs)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"--source {args.source}: {error}") from None
+    if args.index >= len(problems):
+        raise ConfigError(f"--index {args.index} is out of range: {problems.name} has {len(problems)} problems")
+    problem = problems[args.index]
+    if args.answer is not None:
+        from dataclasses import replace
+
+        problem = replace(problem, answer=args.answer)
+    return problem, True
+
+
+def _agent_options(args: argparse.Namespace) -> dict:
+    from agents.compare import agent_options
+    from agents.config import to_dict
+
+    data = load_yaml(args.config) if args.config else {}
+    try:
+        options = agent_options(args.agent, data)
+    except ConfigError as error:
+        raise ConfigError(f"{args.config}: {error}" if args.config else str(error)) from None
+    options = to_dict(options)
+    if args.seed is not None and "seed" in options:
+        options["seed"] = args.seed
+    return options
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    """Solve one problem with a search agent; print the answer, the trace, usage and the tree."""
+    from agents.compare import ModelsConfig, load_models
+    from agents.search import Budget, make_agent
+    from agents.search.registry import NEEDS_VALUE
+    from reasoning_gym import EpisodeLimits, grade
+
+    if args.tree_json and args.agent != "mcts_star":
+        raise ConfigError(f"--tree-json needs a tree search (--agent mcts_star), not {args.agent}")
+    if args.budget_tokens is not None and args.budget_tokens < 1:
+        raise ConfigError(f"--budget-tokens must be >= 1, got {args.budget_tokens}")
+    options = _agent_options(args)  # check the config before loading models
+    limits = EpisodeLimits(max_steps=args.max_steps)
+    problem, graded = _solve_problem(args, _bootstrap_config(args.bootstrap_config).difficulty)
+    models_config = ModelsConfig(args.bootstrap_config, args.policy, args.value, args.device)
+    models = load_models(models_config, need_value=args.agent in NEEDS_VALUE, progress=True)
+    agent = make_agent(args.agent, models.policy, models.value, options)
+    budget = Budget(completion_tokens=args.budget_tokens)
+    result = agent.solve([problem], budget, limits)[0]
+
+    print(f"problem: {problem.id}")
+    print(f"question: {problem.question}")
+    cap = "no cap" if args.budget_tokens is None else f"{args.budget_tokens} completion tokens"
+    print(f"agent: {args.agent}  budget: {cap}  stop: {result.stop_reason}")
+    verdict = ""
+    if graded:
+        verdict = f"  (oracle {problem.answer}: {'correct' if grade(result.trace) else 'wrong'})"
+    print(f"answer: {result.answer}{verdict}")
+    print("trace:")
+    from reasoning_gym import format_step
+
+    for number, step in enumerate(result.trace.steps, start=1):
+        print(f"  {format_step(number, step)}")
+    if not result.trace.steps:
+        print("  (no steps)")
+    usage = result.usage
+    flops = usage.flops(int(models.policy.num_parameters), int(getattr(models.value, "num_parameters", 0) or 0))
+    print(
+        f"usage: {usage.policy_completion_tokens} completion + {usage.policy_prompt_tokens} prompt + "
+        f"{usage.prm_tokens} PRM = {usage.total_tokens} tokens; {usage.policy_calls} policy calls, "
+        f"{usage.prm_calls} PRM calls; {flops:.3g} FLOPs; {usage.wall_seconds:.2f} s"
+    )
+    if usage.policy_calls == 0:
+        print("note: the budget allowed no policy call; raise --budget-tokens or lower max_new_tokens in --config")
+    _print_summary(result, args.agent, args.top)
+    if args.tree_json:
+        path = Path(args.tree_json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(result.tree.to_json(indent=1), encoding="utf-8")
+        print(f"tree written to {path}")
+    return 0
+
+
+def _print_summary(result, agent: str, top: int) -> None:
+    """A compact summary of what the search built: the tree (MCTS*), the final beams, or the votes."""
+    from collections import Counter
+
+    def short(text: str | None, width: int = 70) -> str:
+        text = text or ""
+        return text if len(text) <= width else text[: width - 3] + "..."
+
+    if result.tree is not None:
+        tree = result.tree
+        leaves = tree.leaves()
+        answered = [node for node in leaves if tree.answer(node) is not None]
+        depth = max(tree.depth(node) for node in range(len(tree)))
+        expanded = sum(tree.expanded)
+        print(
+            f"tree: {len(tree)} nodes, {expanded} expanded, depth {depth}, {len(leaves)} leaves "
+            f"({len(answered)} state an answer), root visits {tree.visits[0]}"
+        )
+        best = sorted(leaves, key=lambda node: -tree.value[node])[:top]
+        print(f"top {len(best)} leaves by value:")
+        for node in best:
+            chosen = " <- chosen" if tree.state[node] == result.trace else ""
+            print(
+                f"  node {node}: value {tree.value[node]:.3f}, visits {tree.visits[node]}, depth {tree.depth(node)}, "
+                f"answer {tree.answer(node)}: {short(tree.step(node))}{chosen}"
+            )
+    elif agent == "beam":
+        ranked = sorted(range(len(result.traces)), key=lambda k: -result.scores[k])[:top]
+        print(f"beams: {len(result.traces)} final, depth {max((len(t.steps) for t in result.traces), default=0)}")
+        for k in ranked:
+            trace = result.traces[k]
+            last = trace.steps[-1] if trace.steps else ""
+            print(f"  value {result.scores[k]:.3f}, {len(trace.steps)} steps, answer {trace.answer}: {short(last)}")
+    elif result.traces:
+        votes = Counter(trace.answer for trace in result.traces)
+        shown = ", ".join(f"{answer}: {count}" for answer, count in votes.most_common(top + 2))
+        print(f"candidates: {len(result.traces)} solutions; answers (count): {shown}")
+
+
+# --- compare ---------------------------------------------------------------------------------
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Every search agent at every budget and seed: the table, and with --out the JSON and plots."""
+    from dataclasses import replace
+
+    from agents.compare import CompareConfig, load_config, run_from_config
+
+    config = load_config(args.config) if args.config else CompareConfig()
+    if args.policy or args.value:
+        policy, value = args.policy or config.models.policy, args.value or config.models.value
+        config = replace(config, models=replace(config.models, policy=policy, value=value))
+    run_from_config(config, out=args.out, progress=not args.no_progress)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rest-mcts", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +245,43 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", help="YAML file with BootstrapConfig fields")
     demo.add_argument("--problems", type=int, default=100, help="held-out test problems to evaluate")
     demo.set_defaults(handler=cmd_demo)
+
+    solve = commands.add_parser(
+        "solve",
+        help="solve one problem with a search agent and print its answer, trace, usage and tree",
+        description='rest-mcts solve "question" [--answer X], or rest-mcts solve --source synthetic --index 0. '
+        "Models not given (--policy, --value) are the bootstrapped pi_0 / V_0, built on first use.",
+    )
+    solve.add_argument("question", nargs="?", help="the question text (or choose a problem with --source)")
+    solve.add_argument("--answer", help="the oracle answer, to grade the result (overrides the source's)")
+    solve.add_argument("--source", help="problem source: synthetic, gsm8k, math, scibench, reference, hf")
+    solve.add_argument("--path", help="the file of a file source (gsm8k, math, scibench, reference)")
+    solve.add_argument("--split", default=None, help="keep one hash split: train, validation or test (synthetic: test)")
+    solve.add_argument("--index", type=int, default=0, help="which problem of the source (0-based)")
+    solve.add_argument("--difficulty", help="synthetic difficulty (default: the bootstrap's)")
+    solve.add_argument("--problem-seed", type=int, default=0, help="synthetic generator seed")
+    solve.add_argument("--agent", default="mcts_star", choices=AGENT_NAMES, help="search agent (default: mcts_star)")
+    solve.add_argument("--config", help="YAML file with the agent's config fields (e.g. MCTSStarConfig)")
+    solve.add_argument("--budget-tokens", type=int, help="completion-token budget (default: no cap)")
+    solve.add_argument("--seed", type=int, help="sampling seed (default: the agent config's)")
+    solve.add_argument("--max-steps", type=int, default=10, help="episode step limit")
+    solve.add_argument("--policy", help="policy: HF folder, Hub id, .gguf file or preset YAML (default: pi_0)")
+    solve.add_argument("--value", help="PRM folder (default: V_0)")
+    solve.add_argument("--bootstrap-config", help="BootstrapConfig YAML of the default models")
+    solve.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    solve.add_argument("--top", type=int, default=3, help="leaves / beams / answers to show")
+    solve.add_argument("--tree-json", help="write the MCTS* search tree to this JSON file")
+    solve.set_defaults(handler=cmd_solve)
+
+    compare = commands.add_parser(
+        "compare", help="compare the search agents at equal completion-token budgets (table, JSON, plots)"
+    )
+    compare.add_argument("--config", help="YAML file with CompareConfig fields (e.g. configs/compare.yaml)")
+    compare.add_argument("--out", help="write the JSON here and the two plots beside it")
+    compare.add_argument("--policy", help="override models.policy")
+    compare.add_argument("--value", help="override models.value")
+    compare.add_argument("--no-progress", action="store_true", help="no progress bars")
+    compare.set_defaults(handler=cmd_compare)
     return parser
 
 

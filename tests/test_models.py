@@ -11,7 +11,13 @@ import torch
 from agents.models.base import GREEDY, Policy, SamplingConfig, ValueModel
 from agents.models.hf_policy import HFPolicy, HFPolicyConfig
 from agents.models.hf_value import HFValueConfig, HFValueModel
-from agents.models.tiny import TinyModelConfig, build_char_tokenizer, build_policy_model, build_value_model
+from agents.models.tiny import (
+    TinyModelConfig,
+    build_bpe_tokenizer,
+    build_char_tokenizer,
+    build_policy_model,
+    build_value_model,
+)
 from reasoning_gym import Problem, ReasoningState
 
 SMALL = TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=512)
@@ -47,6 +53,19 @@ def test_char_tokenizer_round_trips_and_pads_left(tokenizer):
     assert tokenizer.decode(ids, skip_special_tokens=True) == text
     batch = tokenizer(["ab", "abcd"], padding=True)
     assert batch["input_ids"][0][:2] == [tokenizer.pad_token_id] * 2
+
+
+def test_bpe_tokenizer_is_lossless_splits_digits_and_has_a_newline_token():
+    corpus = [s.text + "Step 1: 3 + 4 = 7\n" for s in states()] * 20
+    bpe = build_bpe_tokenizer(corpus, vocab_size=300)
+    assert build_bpe_tokenizer(corpus, vocab_size=300).get_vocab() == bpe.get_vocab()  # deterministic
+    text = "Problem: Zoë has 1234 apples 🙂\nSolution:\nStep 1: 12 * 3 = 36\n"
+    ids = bpe(text)["input_ids"]
+    assert ids[0] == bpe.bos_token_id
+    assert bpe.decode(ids, skip_special_tokens=True) == text
+    assert all(len(bpe.decode([i])) == 1 for i in bpe("1234", add_special_tokens=False)["input_ids"])
+    assert len(bpe.encode("\n", add_special_tokens=False)) == 1
+    assert len(ids) < len(text) * 0.8  # words merge into tokens
 
 
 def test_protocols_are_satisfied(policy, value_model):

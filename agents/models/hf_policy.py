@@ -48,8 +48,9 @@ class HFPolicyConfig:
 class HFPolicy:
     """A `Policy` over any transformers causal LM.
 
-    A step ends at the first newline: for tokenizers where the newline is a token
-    of its own it is a stop id (fast), otherwise a stop string.
+    A step ends at the first newline: every vocabulary token whose text contains a
+    newline (``"\n"``, ``"\n\n"``, ``".\n"``, ...) is a stop id, and the text is
+    cut after the first newline.
     """
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: HFPolicyConfig | None = None):
@@ -61,8 +62,7 @@ class HFPolicy:
             tokenizer.pad_token = tokenizer.eos_token
         format_ = self.config.prompt_format
         self.chat = format_ == "chat" or (format_ == "auto" and bool(getattr(tokenizer, "chat_template", None)))
-        newline = tokenizer.encode("\n", add_special_tokens=False)
-        self._newline_id = newline[0] if len(newline) == 1 else None
+        self._newline_ids = [i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i])]
         self.num_parameters = sum(p.numel() for p in model.parameters())
 
     @classmethod
@@ -118,12 +118,8 @@ class HFPolicy:
             torch.manual_seed(sampling.seed)
         copies = 1 if sampling.greedy else n
         rows = [prompt for prompt in prompts for _ in range(copies)]
-        stop_ids = [self.tokenizer.eos_token_id]
+        stop_ids = [self.tokenizer.eos_token_id, *(self._newline_ids if one_step else ())]
         extra: dict = {}
-        if one_step and self._newline_id is not None:
-            stop_ids.append(self._newline_id)
-        elif one_step:
-            extra = {"stop_strings": ["\n"], "tokenizer": self.tokenizer}
         if self.config.cache_implementation:
             extra["cache_implementation"] = self.config.cache_implementation
         sampling_args = (

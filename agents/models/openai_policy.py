@@ -108,8 +108,6 @@ class OpenAIPolicyConfig:
         tokenizer: Hub id, folder or ``.gguf`` of the served model's tokenizer, for
             the chat template and exact prompt token counts; None for neither.
         system_prompt: the system message in "chat" format.
-        max_solution_tokens: cap on new tokens in `sample_solutions` when the
-            sampling config's cap is for a single step.
         batch_size: most prompts per request (the server batches them itself).
         num_parameters: the served model's parameter count, for FLOPs budgets
             (``Usage.flops``); servers do not report it, so 0 unless given.
@@ -127,7 +125,6 @@ class OpenAIPolicyConfig:
     prompt_format: str = "auto"
     tokenizer: str | None = None
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    max_solution_tokens: int = 320
     batch_size: int = 256
     num_parameters: int = 0
     logprobs: bool = True
@@ -137,15 +134,19 @@ class OpenAIPolicyConfig:
 
     def __post_init__(self) -> None:
         if self.prompt_format not in ("plain", "chat", "auto"):
-            raise ValueError(f"OpenAIPolicyConfig.prompt_format must be plain, chat or auto, got {self.prompt_format!r}")
+            raise ValueError(
+                f"OpenAIPolicyConfig.prompt_format must be plain, chat or auto, got {self.prompt_format!r}"
+            )
         if self.prompt_format == "chat" and self.tokenizer is None:
             raise ValueError("OpenAIPolicyConfig.prompt_format='chat' needs `tokenizer` (for the chat template)")
         parsed = urllib.parse.urlparse(self.base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ValueError(f"OpenAIPolicyConfig.base_url must be an http(s) URL like http://127.0.0.1:8000/v1, got {self.base_url!r}")
-        for name in ("batch_size", "max_solution_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"OpenAIPolicyConfig.{name} must be >= 1, got {getattr(self, name)}")
+            raise ValueError(
+                "OpenAIPolicyConfig.base_url must be an http(s) URL like http://127.0.0.1:8000/v1, "
+                f"got {self.base_url!r}"
+            )
+        if self.batch_size < 1:
+            raise ValueError(f"OpenAIPolicyConfig.batch_size must be >= 1, got {self.batch_size}")
         if self.num_parameters < 0 or self.max_retries < 0 or self.timeout_s <= 0:
             raise ValueError("OpenAIPolicyConfig: num_parameters and max_retries must be >= 0, timeout_s > 0")
 
@@ -154,8 +155,9 @@ class OpenAIPolicy:
     """A `Policy` served over HTTP by an OpenAI-compatible ``/v1/completions`` endpoint.
 
     A step ends at the first newline (``stop=["\\n"]``); whole solutions end at the
-    model's end of sequence or the token cap. Construction makes no request: the
-    model name (when not given) is looked up on first use.
+    model's end of sequence; both at most ``sampling.max_new_tokens`` tokens (sent
+    as ``max_tokens``). Construction makes no request: the model name, when not
+    given, is looked up on first use.
     """
 
     def __init__(self, config: OpenAIPolicyConfig | None = None, tokenizer: Any = None) -> None:
@@ -213,14 +215,17 @@ class OpenAIPolicy:
 
     def propose_steps(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
         prompts = [self.prompt(state, next_step=True) for state in states]
-        texts, prompt_tokens, completion_tokens, calls = self._complete(prompts, n, sampling, sampling.max_new_tokens, ["\n"])
+        texts, prompt_tokens, completion_tokens, calls = self._complete(
+            prompts, n, sampling, sampling.max_new_tokens, stop=["\n"]
+        )
         steps = [[normalize_step(text.split("\n", 1)[0]) for text in row] for row in texts]
         return Generation(steps, prompt_tokens, completion_tokens, calls)
 
     def sample_solutions(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
         prompts = [self.prompt(state, next_step=False) for state in states]
-        budget = max(sampling.max_new_tokens, self.config.max_solution_tokens)
-        texts, prompt_tokens, completion_tokens, calls = self._complete(prompts, n, sampling, budget, None)
+        texts, prompt_tokens, completion_tokens, calls = self._complete(
+            prompts, n, sampling, sampling.max_new_tokens, stop=None
+        )
         return Generation(texts, prompt_tokens, completion_tokens, calls)
 
     # --- requests --------------------------------------------------------------------

@@ -25,13 +25,13 @@ from agents.config import to_dict
 from agents.models.hf_policy import HFPolicy
 from agents.models.hf_value import HFValueModel
 from agents.models.loading import load_value_backbone
-from agents.models.tiny import TinyModelConfig, build_char_tokenizer, build_policy_model
+from agents.models.tiny import TinyModelConfig, build_policy_model, build_tokenizer
 from agents.training.bootstrap_data import policy_dataset, value_dataset
 from agents.training.policy_sft import SFTSettings, train_policy
 from agents.training.value_training import ValueSettings, train_value_model
-from reasoning_gym import ProblemSet, make_source
+from reasoning_gym import ProblemSet, make_source, render_state
 
-FORMAT_VERSION = 1  # bump when a change to the code alters what a config builds
+FORMAT_VERSION = 2  # bump when a change to the code alters what a config builds
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,8 @@ def bootstrap(config: BootstrapConfig | None = None, home: Path | None = None, s
 
     def build_policy(out: Path) -> dict[str, Any]:
         set_seed(config.seed)
-        tokenizer = build_char_tokenizer()
+        corpus = (render_state(p.question, p.steps) for p in problems_once())
+        tokenizer = build_tokenizer(config.model, corpus)
         model = build_policy_model(config.model, tokenizer)
         data = policy_dataset(problems_once().problems, tokenizer.eos_token, config.drill_fraction, config.seed)
         started = time.time()
