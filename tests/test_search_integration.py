@@ -32,8 +32,7 @@ LIMITS = EpisodeLimits(max_steps=4)
 def models():
     tokenizer = build_char_tokenizer()
     torch.manual_seed(0)
-    # max_solution_tokens: HFPolicy caps whole solutions at max(this, the sampling cap).
-    policy_config = HFPolicyConfig(prompt_format="plain", max_solution_tokens=MAX_NEW_TOKENS)
+    policy_config = HFPolicyConfig(prompt_format="plain")
     policy = HFPolicy(build_policy_model(SMALL, tokenizer), tokenizer, policy_config)
     value = HFValueModel(build_value_model(SMALL, tokenizer), tokenizer, HFValueConfig(batch_size=16))
     return policy, value

@@ -44,9 +44,7 @@ class SolutionSamplingOptions(SamplingOptions):
     """Sampling whole solutions in rounds until `max_samples` or the budget.
 
     Attributes:
-        max_new_tokens: cap on tokens per solution. `HFPolicy` generates up to
-            ``max(max_new_tokens, HFPolicyConfig.max_solution_tokens)`` (default
-            320), so keep the two equal or the budget's worst case is too low.
+        max_new_tokens: cap on tokens per solution (the budget's worst case per sample).
         max_samples: most solutions per problem (N).
         samples_per_round: solutions per problem per batched call; a round is
             made only if all of them fit the budget at their worst case, so
