@@ -1,4 +1,4 @@
-"""The ``rest-mcts`` command line: bootstrap, evaluate, solve, compare, demo."""
+"""The ``rest-mcts`` command line: bootstrap, evaluate, solve, compare, demo, self-train."""
 
 from __future__ import annotations
 
@@ -60,12 +60,17 @@ def _print_evaluation(result, config, problems: int) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on the offline default: bootstrap, then evaluate the models."""
+    """The main job on the offline default: bootstrap pi_0 and V_0 (cached), report their
+    quality, then compare the search agents at equal budgets and print the table."""
+    from agents.compare import load_config, run_from_config
     from agents.training.bootstrap import bootstrap
 
     config = _bootstrap_config(args.config)
+    compare_config = load_config(args.compare_config)  # fail on a bad config before any work
     result = bootstrap(config)
-    return _print_evaluation(result, config, args.problems)
+    _print_evaluation(result, config, args.problems)
+    run_from_config(compare_config, out=args.out, progress=True)
+    return 0
 
 
 # --- solve -----------------------------------------------------------------------------------
@@ -230,6 +235,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- self-train ------------------------------------------------------------------------------
+
+
+def cmd_self_train(args: argparse.Namespace) -> int:
+    """Run (or resume) ReST-MCTS* self-training or a baseline; print the per-iteration table."""
+    from agents.training.self_train import SelfTrainer, format_summary, load_config
+
+    overrides = {"run_dir": args.run_dir, "method": args.method, "seed": args.seed, "iterations": args.iterations}
+    if args.no_progress:
+        overrides["show_progress"] = False
+    config = load_config(args.config, **overrides)
+    if args.no_progress:
+        from datasets.utils.logging import disable_progress_bar
+
+        disable_progress_bar()
+    records = SelfTrainer(config).run()
+    print(format_summary(records))
+    print(f"records: {Path(config.run_dir) / 'iteration_<i>' / 'record.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rest-mcts", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -243,7 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the main job on the offline default")
     demo.add_argument("--config", help="YAML file with BootstrapConfig fields")
-    demo.add_argument("--problems", type=int, default=100, help="held-out test problems to evaluate")
+    demo.add_argument("--problems", type=int, default=100, help="held-out test problems to evaluate pi_0 on")
+    demo.add_argument("--compare-config", default="configs/demo.yaml", help="comparison config (CompareConfig YAML)")
+    demo.add_argument("--out", default="benchmarks/results/demo/search_vs_budget.json", help="where the table's JSON goes")
     demo.set_defaults(handler=cmd_demo)
 
     solve = commands.add_parser(
@@ -282,6 +310,22 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--value", help="override models.value")
     compare.add_argument("--no-progress", action="store_true", help="no progress bars")
     compare.set_defaults(handler=cmd_compare)
+
+    self_train = commands.add_parser(
+        "self-train",
+        help="ReST-MCTS* self-training (or a baseline), resumable: re-run the same command to continue",
+        description="Iteration 0 evaluates pi_0 / V_0; each further iteration searches, buffers, trains the "
+        "policy and the PRM, and evaluates. Re-running the same command after an interruption continues "
+        "from the last completed stage.",
+    )
+    self_train.add_argument("--config", default="configs/self_train.yaml", help="YAML file with SelfTrainConfig fields")
+    self_train.add_argument("--iterations", type=int, help="self-training iterations after iteration 0 (default: the config's)")
+    self_train.add_argument("--method", choices=("rest_mcts", "rest_em", "self_rewarding", "weighted_nll"),
+                            help="override the config's method")  # fmt: skip
+    self_train.add_argument("--run-dir", help="override the config's run_dir")
+    self_train.add_argument("--seed", type=int, help="override the config's seed")
+    self_train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    self_train.set_defaults(handler=cmd_self_train)
     return parser
 
 

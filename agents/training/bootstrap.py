@@ -40,8 +40,9 @@ class BootstrapConfig:
 
     Attributes:
         seed: seeds problem generation, initialisation and training.
-        difficulty: synthetic difficulty of the training problems (see
-            `reasoning_gym.sources.synthetic.DIFFICULTIES`).
+        difficulty: synthetic difficulty of the training problems: a preset name
+            (see `reasoning_gym.sources.synthetic.DIFFICULTIES`) or a mapping of
+            `SyntheticConfig` fields.
         train_problems: size of the synthetic training split used.
         drill_fraction: share of bare arithmetic drills in D_S0.
         model: shape of both tiny models.
@@ -50,12 +51,12 @@ class BootstrapConfig:
     """
 
     seed: int = 0
-    difficulty: str = "easy"
+    difficulty: str | dict[str, Any] = "basic"
     train_problems: int = 20000
-    drill_fraction: float = 0.1
+    drill_fraction: float = 0.3
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
-    policy: SFTSettings = field(default_factory=lambda: SFTSettings(max_steps=1000, batch_size=32, learning_rate=3e-3))
-    value: ValueSettings = field(default_factory=ValueSettings)
+    policy: SFTSettings = field(default_factory=lambda: SFTSettings(max_steps=1400, batch_size=32, learning_rate=3e-3))
+    value: ValueSettings = field(default_factory=lambda: ValueSettings(max_steps=300, batch_size=32))
 
     def __post_init__(self) -> None:
         if not 0 <= self.drill_fraction < 1:

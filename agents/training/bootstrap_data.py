@@ -27,35 +27,28 @@ def solution_text(problem: Problem, eos: str) -> str:
     return render_state(problem.question, problem.steps) + eos
 
 
-def drill_problem(rng: random.Random, max_value: int) -> Problem:
-    """A bare arithmetic exercise in the step format, e.g. ``"What is 23 + 45?"``."""
-    op = rng.choice("+-*/")
-    if op == "/":
-        b = rng.randint(2, 12)
-        c = rng.randint(1, max(1, max_value // 2))
-        a, result = b * c, c
-    else:
-        a, b = rng.randint(1, max_value), rng.randint(1, max_value)
-        if op == "-" and b > a:
-            a, b = b, a
-        if op == "*":
-            b = rng.randint(2, 12)
-        result = _OPERATIONS[op](a, b)
-    steps = (f"{a} {op} {b} = {result}", answer_step(str(result)))
-    return Problem(f"drill-{a}{op}{b}", f"What is {a} {op} {b}?", str(result), steps)
+def drill_problem(equation: str) -> Problem:
+    """A bare arithmetic exercise for one step equation, e.g. ``"What is 23 + 45?"``."""
+    question = equation.split(" = ")[0]
+    result = equation.split(" = ")[1]
+    return Problem(f"drill-{question}", f"What is {question}?", result, (equation, answer_step(result)))
 
 
 def policy_dataset(problems: Sequence[Problem], eos: str, drill_fraction: float, seed: int) -> Dataset:
-    """D_S0 as a ``{"text"}`` dataset: reference solutions plus arithmetic drills."""
+    """D_S0 as a ``{"text"}`` dataset: reference solutions plus arithmetic drills.
+
+    Drills restate step equations drawn from the problems' own reference solutions,
+    so they practise exactly the operand ranges (intermediate results included)
+    that the word problems need.
+    """
     rng = random.Random(seed)
     with_steps = [p for p in problems if p.steps]
     if not with_steps:
         raise ValueError("no problem has reference steps; D_S0 needs them")
-    # Drill operands span the same range as the numbers the problems state.
-    max_value = max(int(n) for p in with_steps for n in re.findall(r"\d+", p.question))
-    drills = round(len(with_steps) * drill_fraction / max(1e-9, 1 - drill_fraction))
+    equations = [step for p in with_steps for step in p.steps if _EQUATION.match(step)]
+    drills = round(len(with_steps) * drill_fraction / max(1e-9, 1 - drill_fraction)) if equations else 0
     texts = [solution_text(p, eos) for p in with_steps]
-    texts += [solution_text(drill_problem(rng, max_value), eos) for _ in range(drills)]
+    texts += [solution_text(drill_problem(rng.choice(equations)), eos) for _ in range(drills)]
     rng.shuffle(texts)
     return Dataset.from_dict({"text": texts})
 

@@ -145,12 +145,15 @@ class SyntheticConfig:
 
 
 DIFFICULTIES: dict[str, SyntheticConfig] = {
+    "basic": SyntheticConfig(min_ops=2, max_ops=3, max_value=10, max_result=100),
     "easy": SyntheticConfig(min_ops=2, max_ops=3, max_value=30, max_result=200),
     "medium": SyntheticConfig(min_ops=2, max_ops=4, max_value=99, max_result=1000),
     "hard": SyntheticConfig(min_ops=3, max_ops=6, max_value=999, max_result=10_000),
 }
-"""Named presets. ``"mixed"`` (accepted wherever a difficulty is) draws the level of
-problem ``i`` deterministically from ``(seed, i)`` among easy, medium and hard."""
+"""Named presets. ``"basic"`` (numbers up to 10) is what the bundled ~1M-parameter
+models are trained on by default. ``"mixed"`` (accepted wherever a difficulty is)
+draws the level of problem ``i`` deterministically from ``(seed, i)`` among easy,
+medium and hard."""
 
 LEVELS: dict[int, str] = {1: "easy", 2: "medium", 3: "hard"}
 """Integer aliases of the presets."""

@@ -1,0 +1,840 @@
+"""ReST-MCTS* self-training (Zhang et al. 2024, Algorithm 1) and its baselines, resumable by stage.
+
+Iteration 0 is the starting pair (pi_0, V_0): the bootstrap models, or explicit
+folders; it is only evaluated. Iteration i >= 1 runs five stages:
+
+    search   collect data with pi_{i-1}, V_{i-1} on the training questions:
+             rest_mcts, weighted_nll: MCTS* in data mode (every answer graded
+               against the oracle), batched, then `label_tree` on every tree;
+             rest_em: CoT samples, the correct ones kept (`rest_em`);
+             self_rewarding: CoT samples judged by V_{i-1}, best vs worst (`self_rewarding`);
+             the baselines sample as many policy completion tokens as the
+             ReST-MCTS* search spent (`TokenMatching`).
+    buffer   append the rows to the run's `EpisodeBuffer` (run_dir/buffer/iteration_i/...)
+    policy   pi_i: TRL SFTTrainer on the positive traces (rest_mcts, rest_em; full
+             fine-tuning or LoRA, from pi_{i-1} or from pi_0), TRL DPOTrainer on the
+             pairs (self_rewarding), or weighted NLL + KL (weighted_nll)
+    value    V_i: soft-target PRM regression on the new value rows, from V_{i-1}
+             (rest_mcts; the baselines keep V_{i-1} unless value.train is set)
+    eval     greedy CoT accuracy and MCTS* accuracy at a fixed budget on the held-out
+             problems (and the PRM's AUROC when the problems have reference steps)
+
+Layout of a run directory::
+
+    run_dir/
+      config.json                    the config the run was started with
+      buffer/iteration_i/{policy,value,pairs,relative}   HF datasets on disk
+      iteration_i/
+        search/                      trees.jsonl or samples.jsonl, targets.json, manifest.json
+        policy/  value/              saved models (save_pretrained + manifest.json)
+        stages/{search,buffer,policy,value,eval}.json   stage markers (the stage's record)
+        record.json                  the iteration's record: metrics, rows, tokens, wall time
+
+Resuming. A stage is done when its marker exists; markers are written (temp file,
+fsync, rename) only after everything the stage produced is committed: model
+folders and the search folder through `agents.artifacts.build_atomically` (temp
+folder + rename), buffers through `EpisodeBuffer`'s atomic appends (the buffer
+stage first deletes any partial buffer of its iteration, so a re-run never appends
+twice). Re-running the same command after an interruption (even ``kill -9``)
+skips done stages and continues with the first missing one. Every stage reads its
+inputs from disk (never from memory of an earlier stage) and is seeded from
+``(seed, iteration, stage)`` (`stage_seed`), so a resumed run produces the same
+models, rows and metrics as an uninterrupted one. Evaluation uses one seed for all
+iterations (common random numbers, so iterations differ by their models only).
+A run directory is bound to its config: re-running with a different config
+(``run_dir``, ``iterations`` and ``show_progress`` aside) is an error. Stage
+records hold no paths, so a run directory may be moved or resumed from elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+from transformers import set_seed
+
+from agents.artifacts import build_atomically
+from agents.compare import ProblemsConfig
+from agents.config import ConfigError, from_dict, load_yaml, to_dict
+from agents.search.budget import Budget
+from agents.search.mcts_star import MCTSStar, MCTSStarConfig
+from agents.training.bootstrap import BootstrapConfig
+from agents.training.buffers import EpisodeBuffer
+from agents.training.policy_sft import SFTSettings
+from agents.training.rest_em import RestEMSettings
+from agents.training.self_rewarding import SelfRewardingSettings
+from agents.training.tree_targets import TreeTargets, label_tree
+from agents.training.value_training import ValueSettings
+from agents.training.weighted_nll import WeightedNLLSettings
+from reasoning_gym import EpisodeLimits, Problem, grade
+
+METHODS = ("rest_mcts", "rest_em", "self_rewarding", "weighted_nll")
+STAGES = ("search", "buffer", "policy", "value", "eval")
+TREE_SEARCH_METHODS = frozenset({"rest_mcts", "weighted_nll"})
+_UNBOUND = ("run_dir", "iterations", "show_progress")  # config fields a resumed run may change
+
+
+# --- config --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSources:
+    """Where pi_0 and V_0 come from.
+
+    Attributes:
+        bootstrap: the `BootstrapConfig` of the bundled tiny models (built on first
+            use, then cached); also the default difficulty of synthetic problems.
+        policy: a folder (or Hub id) of pi_0 instead of the bootstrap's.
+        value: a PRM folder of V_0 instead of the bootstrap's.
+        device: "cpu", "cuda", ...; None: CUDA when available.
+        prompt_format: `HFPolicyConfig.prompt_format` of the policy; training rows
+            are in the plain ``"Problem: ...\\nSolution:\\n"`` format, so keep "plain"
+            unless the rows are rendered for a chat template.
+    """
+
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    policy: str | None = None
+    value: str | None = None
+    device: str | None = None
+    prompt_format: str = "plain"
+
+
+DEFAULT_MCTS: dict[str, Any] = {
+    "iterations": 16,
+    "branch": 3,
+    "max_new_tokens": 48,
+    "roll_forward_steps": 1,
+    "max_retries": 1,
+    "temperature": 0.7,
+}
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """MCTS* in data mode on the training questions.
+
+    Attributes:
+        mcts: `MCTSStarConfig` fields (``data_mode`` is forced on; ``seed`` is set
+            per iteration by `stage_seed`).
+        budget: per-problem budget of the search.
+        limits: episode limits.
+        batch_size: problems searched in lockstep (one batched model call per round).
+        max_pairs: preference pairs kept per tree (None: all).
+    """
+
+    mcts: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_MCTS))
+    budget: Budget = field(default_factory=lambda: Budget(completion_tokens=2000))
+    limits: EpisodeLimits = field(default_factory=lambda: EpisodeLimits(max_steps=8))
+    batch_size: int = 32
+    max_pairs: int | None = 4
+
+    def __post_init__(self) -> None:
+        mcts_config(self.mcts, seed=0)  # fails early, naming a bad key
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA through PEFT (`peft.LoraConfig`); the adapters are merged into the saved policy."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: Any = "all-linear"
+
+    def peft_config(self):
+        from peft import LoraConfig
+
+        modules = list(self.target_modules) if isinstance(self.target_modules, (list, tuple)) else self.target_modules
+        return LoraConfig(
+            r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=modules, task_type="CAUSAL_LM"
+        )
+
+
+@dataclass(frozen=True)
+class PolicyTraining:
+    """How pi_i is trained (SFT for rest_mcts and rest_em; the other methods have their own settings).
+
+    Attributes:
+        sft: TRL SFT settings (prompt/completion rows; loss on the completion only).
+        lora: LoRA settings, or None for full fine-tuning (SFT methods only; DPO and
+            weighted NLL fine-tune fully). The adapters are merged before saving.
+        from_previous: start from pi_{i-1}; False starts every iteration from pi_0
+            (all methods).
+        accumulate: train on the rows of iterations 1..i, not only iteration i (all methods).
+    """
+
+    sft: SFTSettings = field(
+        default_factory=lambda: SFTSettings(
+            max_steps=200, batch_size=16, learning_rate=5e-4, completion_only_loss=True, logging_steps=50
+        )
+    )
+    lora: LoraSettings | None = None
+    from_previous: bool = True
+    accumulate: bool = False
+
+
+@dataclass(frozen=True)
+class ValueTraining:
+    """How V_i is trained: always from V_{i-1}.
+
+    Attributes:
+        train: train the PRM; None: the method's default (rest_mcts yes, baselines no).
+        settings: regression settings.
+        accumulate: train on the value rows of iterations 1..i, not only iteration i.
+    """
+
+    train: bool | None = None
+    settings: ValueSettings = field(
+        default_factory=lambda: ValueSettings(max_steps=200, batch_size=32, learning_rate=2e-4, logging_steps=50)
+    )
+    accumulate: bool = False
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Held-out evaluation after every iteration.
+
+    Attributes:
+        problems: the held-out problems (default: 100 synthetic test problems).
+        greedy_max_new_tokens: cap per greedy CoT solution.
+        mcts: `MCTSStarConfig` fields of the evaluation search (``seed`` set by the trainer).
+        budget: per-problem budget of the evaluation search (fixed across iterations).
+        limits: episode limits.
+        batch_size: problems per lockstep batch.
+        prm_auroc: also report the PRM's AUROC (correct vs corrupted steps), when
+            the problems have reference steps.
+    """
+
+    problems: ProblemsConfig = field(default_factory=lambda: ProblemsConfig(split="test", size=100))
+    greedy_max_new_tokens: int = 320
+    mcts: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_MCTS))
+    budget: Budget = field(default_factory=lambda: Budget(completion_tokens=1000))
+    limits: EpisodeLimits = field(default_factory=lambda: EpisodeLimits(max_steps=8))
+    batch_size: int = 50
+    prm_auroc: bool = True
+
+    def __post_init__(self) -> None:
+        mcts_config(self.mcts, seed=0)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class TokenMatching:
+    """How many policy completion tokens a sampling baseline (rest_em, self_rewarding) spends per iteration.
+
+    The first that applies: `tokens_per_iteration`; the ReST-MCTS* run in
+    `match_run` (its iteration-i search's sampled tokens); else the search budget's
+    ``completion_tokens`` x the number of training problems (an upper bound of
+    what the search could spend).
+    """
+
+    tokens_per_iteration: int | None = None
+    match_run: str | None = None
+
+
+@dataclass(frozen=True)
+class SelfTrainConfig:
+    """Everything one self-training run needs (``configs/self_train.yaml`` is this in YAML).
+
+    Attributes:
+        run_dir: where the run's buffers, models, markers and records go.
+        method: "rest_mcts", "rest_em", "self_rewarding" or "weighted_nll".
+        iterations: self-training iterations after iteration 0.
+        seed: seeds every stage (with the iteration and the stage name).
+        models: pi_0 and V_0.
+        train_problems: the training questions (with oracle answers); default 200
+            synthetic train problems of generator seed 1 (not the bootstrap's).
+        search: MCTS* data-mode search (rest_mcts, weighted_nll).
+        policy: policy SFT (rest_mcts, rest_em).
+        value: PRM training.
+        eval: held-out evaluation.
+        baseline_tokens: token matching of the sampling baselines.
+        rest_em, self_rewarding, weighted_nll: each baseline's settings.
+        show_progress: progress bars.
+    """
+
+    run_dir: str = "runs/self_train"
+    method: str = "rest_mcts"
+    iterations: int = 2
+    seed: int = 0
+    models: ModelSources = field(default_factory=ModelSources)
+    train_problems: ProblemsConfig = field(default_factory=lambda: ProblemsConfig(split="train", size=200, seed=1))
+    search: SearchSettings = field(default_factory=SearchSettings)
+    policy: PolicyTraining = field(default_factory=PolicyTraining)
+    value: ValueTraining = field(default_factory=ValueTraining)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    baseline_tokens: TokenMatching = field(default_factory=TokenMatching)
+    rest_em: RestEMSettings = field(default_factory=RestEMSettings)
+    self_rewarding: SelfRewardingSettings = field(default_factory=SelfRewardingSettings)
+    weighted_nll: WeightedNLLSettings = field(default_factory=WeightedNLLSettings)
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {list(METHODS)}, got {self.method!r}")
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+
+    @property
+    def train_value(self) -> bool:
+        return self.method == "rest_mcts" if self.value.train is None else self.value.train
+
+    def bound_fields(self) -> dict[str, Any]:
+        """The config as plain data without the fields a resumed run may change."""
+        data = to_dict(self)
+        for name in _UNBOUND:
+            data.pop(name)
+        return json.loads(json.dumps(data, default=str))
+
+
+def load_config(path: str | Path, **overrides: Any) -> SelfTrainConfig:
+    """A `SelfTrainConfig` from YAML (ConfigError naming a bad key); `overrides` replace top-level fields."""
+    data = load_yaml(path)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return from_dict(SelfTrainConfig, data, where=str(path))
+
+
+def mcts_config(options: dict[str, Any], seed: int, data_mode: bool = False) -> MCTSStarConfig:
+    """`MCTSStarConfig` from `options` with `seed` and `data_mode` set."""
+    return from_dict(MCTSStarConfig, {**options, "seed": seed, "data_mode": data_mode}, where="mcts")
+
+
+def stage_seed(seed: int, iteration: int, stage: str) -> int:
+    """A 31-bit seed derived from ``(seed, iteration, stage)``, stable across runs and machines."""
+    digest = hashlib.sha256(f"rest-mcts/{seed}/{iteration}/{stage}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+# --- the trainer -----------------------------------------------------------------------------
+
+
+class SelfTrainer:
+    """Runs (or resumes) a self-training run; see the module docstring.
+
+    `run` returns one record per iteration (dicts, also written to
+    ``run_dir/iteration_i/record.json``). Stage methods (``stage_search`` ...)
+    each read their inputs from disk and return the stage's record.
+    """
+
+    def __init__(self, config: SelfTrainConfig) -> None:
+        self.config = config
+        self.run_dir = Path(config.run_dir)
+        self.buffer = EpisodeBuffer(self.run_dir / "buffer")
+        self._train: list[Problem] | None = None
+        self._eval: list[Problem] | None = None
+        self._sources: tuple[str, str] | None = None
+
+    # --- paths and markers ---------------------------------------------------------------
+
+    def iteration_dir(self, iteration: int) -> Path:
+        return self.run_dir / f"iteration_{iteration}"
+
+    def marker(self, iteration: int, stage: str) -> Path:
+        return self.iteration_dir(iteration) / "stages" / f"{stage}.json"
+
+    def stage_record(self, iteration: int, stage: str) -> dict[str, Any] | None:
+        """The record of a done stage, or None if it is not done."""
+        path = self.marker(iteration, stage)
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def stages(self, iteration: int) -> tuple[str, ...]:
+        return ("eval",) if iteration == 0 else STAGES
+
+    def run_stage(self, iteration: int, stage: str) -> dict[str, Any]:
+        """Run one stage unless its marker exists; returns its record."""
+        done = self.stage_record(iteration, stage)
+        if done is not None:
+            return done
+        _remove_temporaries(self.iteration_dir(iteration))
+        _remove_temporaries(self.marker(iteration, stage).parent)
+        set_seed(stage_seed(self.config.seed, iteration, stage))
+        started = time.perf_counter()
+        record = getattr(self, f"stage_{stage}")(iteration)
+        record = {"stage": stage, "iteration": iteration, **record, "seconds": round(time.perf_counter() - started, 3)}
+        _write_json_atomically(self.marker(iteration, stage), record)
+        return record
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def run(self, iterations: int | None = None) -> list[dict[str, Any]]:
+        """Iterations 0..`iterations` (default: the config's), resuming from the markers."""
+        iterations = self.config.iterations if iterations is None else iterations
+        self._bind_config()
+        records = []
+        bar = tqdm(total=iterations + 1, desc=f"self-train ({self.config.method})", disable=not self.config.show_progress)
+        for iteration in range(iterations + 1):
+            for stage in self.stages(iteration):
+                bar.set_postfix_str(f"iteration {iteration}: {stage}")
+                self.run_stage(iteration, stage)
+            records.append(self.write_record(iteration))
+            bar.update(1)
+        bar.close()
+        return records
+
+    def write_record(self, iteration: int) -> dict[str, Any]:
+        """The iteration's record from its stage records, written to ``record.json``."""
+        stages = {stage: self.stage_record(iteration, stage) for stage in self.stages(iteration)}
+        search, buffer, policy, value, evaluation = (stages.get(s) or {} for s in STAGES)
+        record = {
+            "iteration": iteration,
+            "method": self.config.method,
+            "seed": self.config.seed,
+            "greedy_accuracy": evaluation["greedy_accuracy"],
+            "mcts_accuracy": evaluation["mcts_accuracy"],
+            "prm_auroc": evaluation.get("prm_auroc"),
+            "policy_rows": buffer.get("rows", {}).get("policy", 0),
+            "value_rows": buffer.get("rows", {}).get("value", 0),
+            "pair_rows": buffer.get("rows", {}).get("pairs", 0),
+            "relative_rows": buffer.get("rows", {}).get("relative", 0),
+            "policy_train_rows": policy.get("rows", 0),
+            "value_train_rows": value.get("rows", 0),
+            "sampled_tokens": search.get("sampled_tokens", 0),
+            "search": {k: v for k, v in search.items() if k not in ("stage", "iteration")},
+            "policy_trained": policy.get("trained", False),
+            "value_trained": value.get("trained", False),
+            "policy_dir": self.policy_dir(iteration),
+            "value_dir": self.value_dir(iteration),
+            "eval": {k: v for k, v in evaluation.items() if k not in ("stage", "iteration")},
+            "stage_seconds": {stage: record["seconds"] for stage, record in stages.items()},
+            "wall_seconds": round(sum(record["seconds"] for record in stages.values()), 3),
+        }
+        _write_json_atomically(self.iteration_dir(iteration) / "record.json", record)
+        return record
+
+    def _bind_config(self) -> None:
+        path = self.run_dir / "config.json"
+        bound = self.config.bound_fields()
+        if path.is_file():
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            if stored != bound:
+                changed = sorted(k for k in set(stored) | set(bound) if stored.get(k) != bound.get(k))
+                raise ConfigError(
+                    f"{self.run_dir} was started with a different config (differs in {changed}); "
+                    "use the original config to resume, or a new run_dir"
+                )
+        else:
+            _write_json_atomically(path, bound)
+
+    # --- models and problems ---------------------------------------------------------------------
+
+    def sources(self) -> tuple[str, str]:
+        """(pi_0 folder, V_0 folder): explicit ones, else the bootstrap's (built on first use)."""
+        if self._sources is None:
+            models = self.config.models
+            policy, value = models.policy, models.value
+            if policy is None or value is None:
+                from agents.training.bootstrap import bootstrap
+
+                result = bootstrap(models.bootstrap, show_progress=self.config.show_progress)
+                policy = policy or str(result.policy_dir)
+                value = value or str(result.value_dir)
+            self._sources = (str(policy), str(value))
+        return self._sources
+
+    def policy_dir(self, iteration: int) -> str:
+        """The folder of pi_`iteration` (pi_{i-1}'s when iteration i trained no policy)."""
+        return self._model_dir(iteration, "policy")
+
+    def value_dir(self, iteration: int) -> str:
+        """The folder of V_`iteration` (V_{i-1}'s when iteration i trained no PRM)."""
+        return self._model_dir(iteration, "value")
+
+    def _model_dir(self, iteration: int, kind: str) -> str:
+        while iteration > 0:
+            record = self.stage_record(iteration, kind)
+            if record is None:
+                raise RuntimeError(f"the {kind} stage of iteration {iteration} has not run")
+            if record["trained"]:
+                return str(self.iteration_dir(iteration) / kind)
+            iteration -= 1
+        return self.sources()[0 if kind == "policy" else 1]
+
+    def load_policy(self, folder: str):
+        from agents.models.hf_policy import HFPolicy
+
+        models = self.config.models
+        return HFPolicy.from_pretrained(folder, device=models.device, prompt_format=models.prompt_format)
+
+    def load_value(self, folder: str):
+        from agents.models.hf_value import HFValueModel
+
+        return HFValueModel.from_pretrained(folder, device=self.config.models.device)
+
+    def train_problems(self) -> list[Problem]:
+        if self._train is None:
+            self._train = list(self.config.train_problems.load(self.config.models.bootstrap.difficulty))
+        return self._train
+
+    def eval_problems(self) -> list[Problem]:
+        if self._eval is None:
+            self._eval = list(self.config.eval.problems.load(self.config.models.bootstrap.difficulty))
+        return self._eval
+
+    # --- stage: search -----------------------------------------------------------------------------
+
+    def stage_search(self, iteration: int) -> dict[str, Any]:
+        """Collect this iteration's data with pi_{i-1} (and V_{i-1}); saved to ``iteration_i/search``."""
+        seed = stage_seed(self.config.seed, iteration, "search")
+        collect = self._search_trees if self.config.method in TREE_SEARCH_METHODS else self._sample_solutions
+        folder = self.iteration_dir(iteration) / "search"
+
+        def build(out: Path) -> dict[str, Any]:
+            stats = collect(iteration, seed, out)
+            return {"stats": stats}
+
+        manifest = build_atomically(folder, {"method": self.config.method, "iteration": iteration, "seed": seed}, build)
+        return manifest["stats"]
+
+    def _search_trees(self, iteration: int, seed: int, out: Path) -> dict[str, Any]:
+        config = self.config
+        policy = self.load_policy(self.policy_dir(iteration - 1))
+        value = self.load_value(self.value_dir(iteration - 1))
+        problems = self.train_problems()
+        targets = TreeTargets()
+        usage = None
+        solved = answered = 0
+        size = config.search.batch_size
+        starts = range(0, len(problems), size)
+        with open(out / "trees.jsonl", "w", encoding="utf-8") as trees:
+            for batch, start in enumerate(tqdm(starts, desc=f"MCTS* search (iteration {iteration})", disable=not config.show_progress)):
+                agent = MCTSStar(policy, value, mcts_config(config.search.mcts, seed + 7919 * batch, data_mode=True))
+                for result in agent.solve(problems[start : start + size], config.search.budget, config.search.limits):
+                    tree = result.tree
+                    targets.extend(label_tree(tree, max_pairs=config.search.max_pairs))
+                    trees.write(json.dumps(tree.to_dict()) + "\n")
+                    usage = result.usage if usage is None else usage + result.usage
+                    solved += any(c is True for c in tree.correct)
+                    answered += any(c is not None for c in tree.correct)
+        _write_json_atomically(out / "targets.json", _targets_to_dict(targets))
+        usage_dict = usage.to_dict() if usage is not None else {}
+        return {
+            "problems": len(problems),
+            "sampled_tokens": int(usage_dict.get("policy_completion_tokens", 0)),
+            "usage": usage_dict,
+            "solved_fraction": solved / max(1, len(problems)),
+            "answered_fraction": answered / max(1, len(problems)),
+            "rows": _row_counts(targets),
+        }
+
+    def baseline_tokens(self, iteration: int) -> int:
+        """Policy completion tokens a sampling baseline spends in `iteration` (see `TokenMatching`)."""
+        matching = self.config.baseline_tokens
+        if matching.tokens_per_iteration is not None:
+            return int(matching.tokens_per_iteration)
+        if matching.match_run is not None:
+            marker = Path(matching.match_run) / f"iteration_{iteration}" / "stages" / "search.json"
+            if not marker.is_file():
+                raise ConfigError(
+                    f"baseline_tokens.match_run: {marker} not found; run the ReST-MCTS* run's iteration {iteration} first"
+                )
+            return int(json.loads(marker.read_text(encoding="utf-8"))["sampled_tokens"])
+        cap = self.config.search.budget.completion_tokens
+        if cap is None:
+            raise ConfigError("baseline_tokens: set tokens_per_iteration or match_run (search.budget has no token cap)")
+        return int(cap) * len(self.train_problems())
+
+    def _sample_solutions(self, iteration: int, seed: int, out: Path) -> dict[str, Any]:
+        from agents.training.rest_em import rest_em_targets, sample_until
+        from agents.training.self_rewarding import preference_pairs, score_samples
+
+        config = self.config
+        method = config.method
+        settings = config.rest_em if method == "rest_em" else config.self_rewarding.sampling
+        target = self.baseline_tokens(iteration)
+        policy = self.load_policy(self.policy_dir(iteration - 1))
+        samples = sample_until(
+            policy, self.train_problems(), target, settings, seed, config.search.limits, show_progress=config.show_progress
+        )
+        del policy
+        scores: list[float] = []
+        if method == "rest_em":
+            targets = rest_em_targets(samples, settings.max_correct_per_problem)
+        else:
+            value = self.load_value(self.value_dir(iteration - 1))
+            scores = score_samples(value, samples)
+            targets = preference_pairs(samples, scores, config.self_rewarding.min_margin)
+        with open(out / "samples.jsonl", "w", encoding="utf-8") as handle:
+            for index, sample in enumerate(samples):
+                row = sample.to_dict()
+                if scores:
+                    row["score"] = scores[index]
+                handle.write(json.dumps(row) + "\n")
+        _write_json_atomically(out / "targets.json", _targets_to_dict(targets))
+        problems = {sample.problem.id for sample in samples}
+        solved = {sample.problem.id for sample in samples if sample.correct}
+        return {
+            "problems": len(self.train_problems()),
+            "target_tokens": target,
+            "sampled_tokens": sum(sample.tokens for sample in samples),
+            "samples": len(samples),
+            "sample_accuracy": sum(sample.correct for sample in samples) / max(1, len(samples)),
+            "solved_fraction": len(solved) / max(1, len(problems)),
+            "rows": _row_counts(targets),
+        }
+
+    # --- stage: buffer ---------------------------------------------------------------------------------
+
+    def stage_buffer(self, iteration: int) -> dict[str, Any]:
+        """Append the search's rows to the episode buffer (and the relative rows beside it)."""
+        folder = self.iteration_dir(iteration) / "search"
+        targets = _targets_from_dict(json.loads((folder / "targets.json").read_text(encoding="utf-8")))
+        partial = self.buffer.run_dir / f"iteration_{iteration}"
+        shutil.rmtree(partial, ignore_errors=True)  # a killed earlier attempt: start the iteration's buffer afresh
+        rows = self.buffer.append_targets(targets, iteration)
+        rows["relative"] = len(targets.relative)
+        if targets.relative:
+            _save_dataset(partial / "relative", targets.relative)
+        return {"rows": rows}
+
+    def relative_rows(self, iterations: Sequence[int]) -> list[dict[str, Any]]:
+        """The relative-correctness rows stored for `iterations` (Li et al. step scores)."""
+        from datasets import Dataset
+
+        rows: list[dict[str, Any]] = []
+        for iteration in iterations:
+            path = self.buffer.run_dir / f"iteration_{iteration}" / "relative"
+            if (path / "manifest.json").is_file():
+                rows.extend(Dataset.load_from_disk(str(path / "data")).to_list())
+        return rows
+
+    # --- stage: policy ----------------------------------------------------------------------------------
+
+    def stage_policy(self, iteration: int) -> dict[str, Any]:
+        """Train pi_i; saved to ``iteration_i/policy`` (nothing to train: pi_i = pi_{i-1})."""
+        config = self.config
+        method = config.method
+        data_iterations = list(range(1, iteration + 1)) if config.policy.accumulate else [iteration]
+        if method in ("rest_mcts", "rest_em"):
+            dataset = self.buffer.load("policy", data_iterations).select_columns(["prompt", "completion"])
+        elif method == "self_rewarding":
+            dataset = self.buffer.load("pairs", data_iterations).select_columns(["prompt", "chosen", "rejected"])
+        else:
+            from datasets import Dataset
+
+            from agents.training.weighted_nll import step_rows
+
+            steps = step_rows(self.relative_rows(data_iterations), config.weighted_nll.keep_zero_weight)
+            dataset = Dataset.from_list(steps)
+        if len(dataset) == 0:
+            return {"trained": False, "rows": 0}
+        start = self.policy_dir(iteration - 1 if config.policy.from_previous else 0)
+        seed = stage_seed(config.seed, iteration, "policy")
+        folder = self.iteration_dir(iteration) / "policy"
+
+        def build(out: Path) -> dict[str, Any]:
+            from agents.models.loading import load_causal_lm
+
+            model, tokenizer = load_causal_lm(start, device=config.models.device)
+            scratch = str(out / "trainer")
+            model = self._train_policy(model, tokenizer, dataset, scratch, seed)
+            shutil.rmtree(scratch, ignore_errors=True)
+            model.save_pretrained(out)
+            tokenizer.save_pretrained(out)
+            return {"rows": len(dataset)}
+
+        build_atomically(folder, {"method": method, "iteration": iteration, "seed": seed}, build)
+        return {"trained": True, "rows": len(dataset)}
+
+    def _train_policy(self, model, tokenizer, dataset, output_dir: str, seed: int):
+        config = self.config
+        show = config.show_progress
+        if config.method == "self_rewarding":
+            from agents.training.self_rewarding import train_dpo
+
+            return train_dpo(model, tokenizer, dataset, config.self_rewarding.dpo, output_dir, seed, show_progress=show)
+        if config.method == "weighted_nll":
+            from agents.training.weighted_nll import train_weighted_nll
+
+            return train_weighted_nll(model, tokenizer, dataset, config.weighted_nll, output_dir, seed, show_progress=show)
+        from agents.training.policy_sft import train_policy
+
+        lora = config.policy.lora
+        if lora is not None:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, lora.peft_config())
+        model = train_policy(model, tokenizer, dataset, config.policy.sft, output_dir, seed, show)
+        if lora is not None:
+            model = model.merge_and_unload()
+        return model
+
+    # --- stage: value ----------------------------------------------------------------------------------
+
+    def stage_value(self, iteration: int) -> dict[str, Any]:
+        """Train V_i from V_{i-1} on the value rows; saved to ``iteration_i/value``."""
+        config = self.config
+        if not config.train_value:
+            return {"trained": False, "rows": 0}
+        data_iterations = list(range(1, iteration + 1)) if config.value.accumulate else [iteration]
+        dataset = self.buffer.load("value", data_iterations).select_columns(["text", "target"])
+        if len(dataset) == 0:
+            return {"trained": False, "rows": 0}
+        previous = self.value_dir(iteration - 1)
+        seed = stage_seed(config.seed, iteration, "value")
+        folder = self.iteration_dir(iteration) / "value"
+
+        def build(out: Path) -> dict[str, Any]:
+            from agents.models.loading import load_value_backbone
+            from agents.training.value_training import train_value_model
+
+            model, tokenizer = load_value_backbone(previous, device=config.models.device)
+            scratch = str(out / "trainer")
+            train_value_model(model, tokenizer, dataset, config.value.settings, scratch, seed, config.show_progress)
+            shutil.rmtree(scratch, ignore_errors=True)
+            model.save_pretrained(out)
+            tokenizer.save_pretrained(out)
+            return {"rows": len(dataset)}
+
+        build_atomically(folder, {"iteration": iteration, "seed": seed}, build)
+        return {"trained": True, "rows": len(dataset)}
+
+    # --- stage: eval ------------------------------------------------------------------------------------
+
+    def stage_eval(self, iteration: int) -> dict[str, Any]:
+        """Greedy CoT and MCTS* accuracy of (pi_i, V_i) on the held-out problems."""
+        from agents.evaluation import evaluate_policy, evaluate_value_model
+
+        config = self.config
+        settings = config.eval
+        seed = stage_seed(config.seed, 0, "eval")  # the same every iteration (common random numbers)
+        policy = self.load_policy(self.policy_dir(iteration))
+        value = self.load_value(self.value_dir(iteration))
+        problems = self.eval_problems()
+        greedy = evaluate_policy(
+            policy,
+            problems,
+            k=0,
+            max_new_tokens=settings.greedy_max_new_tokens,
+            batch_problems=settings.batch_size,
+            show_progress=config.show_progress,
+        )
+        agent = MCTSStar(policy, value, mcts_config(settings.mcts, seed))
+        right = 0
+        usage = None
+        starts = range(0, len(problems), settings.batch_size)
+        for start in tqdm(starts, desc=f"MCTS* eval (iteration {iteration})", disable=not config.show_progress):
+            for result in agent.solve(problems[start : start + settings.batch_size], settings.budget, settings.limits):
+                right += grade(result.trace)
+                usage = result.usage if usage is None else usage + result.usage
+        record: dict[str, Any] = {
+            "problems": len(problems),
+            "greedy_accuracy": greedy.greedy,
+            "greedy_tokens": greedy.completion_tokens,
+            "mcts_accuracy": right / max(1, len(problems)),
+            "mcts_usage": usage.to_dict() if usage is not None else {},
+        }
+        if settings.prm_auroc and problems and all(p.steps for p in problems):
+            quality = evaluate_value_model(value, problems, seed=seed)
+            record.update(prm_auroc=quality.auroc, prm_mae=quality.mae)
+        return record
+
+
+# --- summary -------------------------------------------------------------------------------------------
+
+SUMMARY_COLUMNS = (
+    ("iteration", "iter", "{}"),
+    ("method", "method", "{}"),
+    ("greedy_accuracy", "greedy acc", "{:.3f}"),
+    ("mcts_accuracy", "MCTS* acc", "{:.3f}"),
+    ("policy_train_rows", "policy rows", "{}"),
+    ("value_train_rows", "value rows", "{}"),
+    ("sampled_tokens", "sampled tokens", "{:,}"),
+    ("wall_seconds", "wall s", "{:.1f}"),
+)
+
+
+def format_summary(records: Sequence[dict[str, Any]]) -> str:
+    """A plain-text table, one row per iteration record."""
+    header = [title for _, title, _ in SUMMARY_COLUMNS]
+    rows = [[fmt.format(record[key]) for key, _, fmt in SUMMARY_COLUMNS] for record in records]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    lines = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in [header, *rows]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def run_self_training(config: SelfTrainConfig, iterations: int | None = None) -> list[dict[str, Any]]:
+    """Run (or resume) `config`; returns the iteration records."""
+    return SelfTrainer(config).run(iterations)
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+
+def _row_counts(targets: TreeTargets) -> dict[str, int]:
+    return {
+        "policy": len(targets.policy),
+        "value": len(targets.values),
+        "pairs": len(targets.pairs),
+        "relative": len(targets.relative),
+    }
+
+
+def _targets_to_dict(targets: TreeTargets) -> dict[str, Any]:
+    return {"values": targets.values, "policy": targets.policy, "pairs": targets.pairs, "relative": targets.relative}
+
+
+def _targets_from_dict(data: dict[str, Any]) -> TreeTargets:
+    return TreeTargets(data["values"], data["policy"], data["pairs"], data["relative"])
+
+
+def _save_dataset(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows as a HF dataset in ``path/data``, written atomically (a folder with a manifest)."""
+    from datasets import Dataset
+
+    def build(out: Path) -> dict[str, Any]:
+        Dataset.from_list(rows).save_to_disk(str(out / "data"))
+        return {"rows": len(rows)}
+
+    build_atomically(path, {"rows": len(rows)}, build)
+
+
+def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Write to a temporary file beside `path`, fsync, rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(temp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True, default=str)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+
+
+def _remove_temporaries(folder: Path) -> None:
+    """Delete leftovers of killed atomic builds (``.name.tmp-*`` folders and files)."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if entry.name.startswith(".") and ".tmp-" in entry.name:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+__all__ = [
+    "METHODS",
+    "STAGES",
+    "EvalSettings",
+    "LoraSettings",
+    "ModelSources",
+    "PolicyTraining",
+    "SearchSettings",
+    "SelfTrainConfig",
+    "SelfTrainer",
+    "TokenMatching",
+    "ValueTraining",
+    "format_summary",
+    "load_config",
+    "mcts_config",
+    "run_self_training",
+    "stage_seed",
+]
