@@ -10,13 +10,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from agents.models.base import Generation, SamplingConfig
 from agents.models.loading import load_causal_lm
-from reasoning_gym import ReasoningState, format_step, render_state
+from agents.models.prompts import DEFAULT_SYSTEM_PROMPT, render_prompt
+from reasoning_gym import ReasoningState
 from reasoning_gym.steps import normalize_step
 
-DEFAULT_SYSTEM_PROMPT = (
-    "Solve the math problem step by step. Write one step per line as 'Step k: ...'. "
-    "In the last step write 'The answer is X'."
-)
 
 
 @dataclass(frozen=True)
@@ -77,16 +74,7 @@ class HFPolicy:
 
     def prompt(self, state: ReasoningState, next_step: bool) -> str:
         """The text the model continues: the state, plus ``"Step k:"`` for one step."""
-        label = format_step(len(state.steps) + 1, "").rstrip() if next_step else ""
-        if not self.chat:
-            return render_state(state.problem.question, state.steps) + label
-        messages = [
-            {"role": "system", "content": self.config.system_prompt},
-            {"role": "user", "content": state.problem.question},
-        ]
-        head = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        steps = "".join(format_step(i, s) + "\n" for i, s in enumerate(state.steps, start=1))
-        return head + steps + label
+        return render_prompt(state, next_step, self.tokenizer if self.chat else None, self.config.system_prompt)
 
     # --- the Policy protocol -------------------------------------------------
 

@@ -8,7 +8,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
-from agents.training.trainer_args import common_training_args
+from agents.training.trainer_args import common_training_args, schedule_args
 
 
 @dataclass(frozen=True)
@@ -51,17 +51,10 @@ def train_policy(
     """
     config = SFTConfig(
         output_dir=output_dir,
-        max_steps=settings.max_steps,
-        per_device_train_batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=max(1, round(settings.warmup_ratio * settings.max_steps)),
-        weight_decay=settings.weight_decay,
         max_length=settings.max_length,
         packing=False,
         completion_only_loss=settings.completion_only_loss,
-        logging_steps=settings.logging_steps,
-        disable_tqdm=not show_progress,
+        **schedule_args(settings, show_progress),
         **common_training_args(seed),
     )
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)

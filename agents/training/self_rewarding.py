@@ -33,7 +33,7 @@ from trl import DPOConfig, DPOTrainer
 
 from agents.models.base import ValueModel
 from agents.training.rest_em import RestEMSettings, SampledSolution
-from agents.training.trainer_args import common_training_args
+from agents.training.trainer_args import common_training_args, schedule_args
 from agents.training.tree_targets import TreeTargets
 
 
@@ -128,16 +128,9 @@ def train_dpo(
     dataset = dataset.select_columns(["prompt", "chosen", "rejected"])
     config = DPOConfig(
         output_dir=output_dir,
-        max_steps=settings.max_steps,
-        per_device_train_batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=max(1, round(settings.warmup_ratio * settings.max_steps)),
-        weight_decay=settings.weight_decay,
         beta=settings.beta,
         max_length=settings.max_length,
-        logging_steps=settings.logging_steps,
-        disable_tqdm=not show_progress,
+        **schedule_args(settings, show_progress),
         **_without_length_grouping(common_training_args(seed)),
     )
     trainer = DPOTrainer(

@@ -23,6 +23,25 @@ _LENGTH_GROUPING = (
 )
 
 
+def schedule_args(settings: Any, show_progress: bool) -> dict[str, Any]:
+    """The optimisation schedule every trainer here shares, from a settings dataclass.
+
+    `settings` has ``max_steps``, ``batch_size``, ``learning_rate``, ``warmup_ratio``,
+    ``weight_decay`` and ``logging_steps``: a linear warm-up over that share of the
+    steps, then cosine decay.
+    """
+    return {
+        "max_steps": settings.max_steps,
+        "per_device_train_batch_size": settings.batch_size,
+        "learning_rate": settings.learning_rate,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": max(1, round(settings.warmup_ratio * settings.max_steps)),
+        "weight_decay": settings.weight_decay,
+        "logging_steps": settings.logging_steps,
+        "disable_tqdm": not show_progress,
+    }
+
+
 def common_training_args(seed: int) -> dict[str, Any]:
     """Keyword arguments for `TrainingArguments`/TRL configs suited to this machine.
 

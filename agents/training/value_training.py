@@ -14,7 +14,7 @@ import torch
 from datasets import Dataset
 from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
-from agents.training.trainer_args import common_training_args
+from agents.training.trainer_args import common_training_args, schedule_args
 
 
 @dataclass(frozen=True)
@@ -77,14 +77,7 @@ def train_value_model(
         model.config.pad_token_id = tokenizer.pad_token_id
     args = TrainingArguments(
         output_dir=output_dir,
-        max_steps=settings.max_steps,
-        per_device_train_batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=max(1, round(settings.warmup_ratio * settings.max_steps)),
-        weight_decay=settings.weight_decay,
-        logging_steps=settings.logging_steps,
-        disable_tqdm=not show_progress,
+        **schedule_args(settings, show_progress),
         **common_training_args(seed),
     )
     trainer = SoftTargetTrainer(

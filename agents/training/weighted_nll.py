@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
-from agents.training.trainer_args import common_training_args
+from agents.training.trainer_args import common_training_args, schedule_args
 
 IGNORE = -100
 
@@ -160,14 +160,7 @@ def train_weighted_nll(
         tokenizer.pad_token = tokenizer.eos_token
     args = TrainingArguments(
         output_dir=output_dir,
-        max_steps=settings.max_steps,
-        per_device_train_batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=max(1, round(settings.warmup_ratio * settings.max_steps)),
-        weight_decay=settings.weight_decay,
-        logging_steps=settings.logging_steps,
-        disable_tqdm=not show_progress,
+        **schedule_args(settings, show_progress),
         **{**common_training_args(seed), "remove_unused_columns": False},  # keep the weight column
     )
     trainer = WeightedNLLTrainer(
