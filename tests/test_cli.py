@@ -60,7 +60,7 @@ def test_solve_a_synthetic_problem_with_beam_search(model_dirs, capsys):
         "--policy", policy, "--value", value, "--max-steps", "3", "--seed", "0",
     ])  # fmt: skip
     out = capsys.readouterr().out
-    assert code == 0 and "problem: synthetic-easy-0-" in out and "answer: " in out and "beams: " in out
+    assert code == 0 and "problem: synthetic-basic-0-" in out and "answer: " in out and "beams: " in out
     assert "  Step 1: " in out and "usage: " in out
 
 
