@@ -61,15 +61,32 @@ def _print_evaluation(result, config, problems: int) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the offline default: bootstrap pi_0 and V_0 (cached), report their
-    quality, then compare the search agents at equal budgets and print the table."""
+    quality, compare the search agents at equal budgets and print the table, then run one
+    short ReST-MCTS* self-training iteration and print the accuracy before and after."""
+    from dataclasses import replace
+
     from agents.compare import load_config, run_from_config
     from agents.training.bootstrap import bootstrap
+    from agents.training.self_train import SelfTrainer, format_summary
+    from agents.training.self_train import load_config as load_self_train_config
 
     config = _bootstrap_config(args.config)
     compare_config = load_config(args.compare_config)  # fail on a bad config before any work
+    if args.config and compare_config.models.bootstrap is None:  # compare the models this demo builds
+        compare_config = replace(compare_config, models=replace(compare_config.models, bootstrap=args.config))
+    self_train_config = load_self_train_config(args.self_train_config) if args.self_train_config else None
     result = bootstrap(config)
     _print_evaluation(result, config, args.problems)
     run_from_config(compare_config, out=args.out, progress=True)
+    if self_train_config is None:
+        return 0
+    # One run folder per bootstrap: a run directory is bound to the models it started from.
+    run_dir = Path(self_train_config.run_dir) / result.policy_dir.name
+    models = replace(self_train_config.models, bootstrap=config)
+    records = SelfTrainer(replace(self_train_config, run_dir=str(run_dir), models=models)).run()
+    print("\nSelf-training (ReST-MCTS*), held-out accuracy before (iteration 0) and after:")
+    print(format_summary(records))
+    print(f"records: {run_dir / 'iteration_<i>' / 'record.json'}")
     return 0
 
 
@@ -272,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--problems", type=int, default=100, help="held-out test problems to evaluate pi_0 on")
     demo.add_argument("--compare-config", default="configs/demo.yaml", help="comparison config (CompareConfig YAML)")
     demo.add_argument("--out", default="benchmarks/results/demo/search_vs_budget.json", help="where the table's JSON goes")
+    demo.add_argument("--self-train-config", default="configs/demo_self_train.yaml",
+                      help="SelfTrainConfig YAML of the short self-training run ('' skips it)")  # fmt: skip
     demo.set_defaults(handler=cmd_demo)
 
     solve = commands.add_parser(

@@ -118,3 +118,38 @@ def test_benchmark_script_rejects_a_wrong_config_key(tmp_path, capsys):
     config = write_yaml(tmp_path / "bad.yaml", {"seeds": [0], "budget_multiplierz": [1]})
     assert module.main(["--config", config, "--out", str(tmp_path / "x.json")]) == 2
     assert "budget_multiplierz" in capsys.readouterr().err
+
+
+def test_demo_bootstraps_compares_and_self_trains_then_reuses_everything(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REST_MCTS_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    tiny = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "max_positions": 512}
+    boot = write_yaml(tmp_path / "boot.yaml", {
+        "train_problems": 32, "model": {**tiny, "tokenizer": "char"},
+        "policy": {"max_steps": 3, "batch_size": 8}, "value": {"max_steps": 3, "batch_size": 8},
+    })  # fmt: skip
+    compare = write_yaml(tmp_path / "compare.yaml", {
+        "problems": {"size": 2}, "seeds": [0], "budget_multipliers": [1], "batch_size": 2, "ci_resamples": 50,
+        "limits": {"max_steps": 2}, "agents": {"cot": {"max_new_tokens": 8}},
+    })  # fmt: skip
+    self_train = write_yaml(tmp_path / "self_train.yaml", {
+        "run_dir": "runs/demo", "iterations": 1, "show_progress": False,
+        "train_problems": {"size": 2, "seed": 1},
+        "search": {"mcts": MCTS, "budget": {"completion_tokens": 60}, "limits": {"max_steps": 2}},
+        "policy": {"sft": {"max_steps": 2, "batch_size": 2}}, "value": {"settings": {"max_steps": 2, "batch_size": 4}},
+        "eval": {"problems": {"size": 2}, "greedy_max_new_tokens": 8, "mcts": MCTS, "budget": {"completion_tokens": 30},
+                 "limits": {"max_steps": 2}},
+    })  # fmt: skip
+    argv = ["demo", "--config", boot, "--problems", "2", "--compare-config", compare,
+            "--out", str(tmp_path / "demo" / "table.json"), "--self-train-config", self_train]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert '"greedy"' in out and "| cot | 1x |" in out and "Self-training (ReST-MCTS*)" in out
+    records = sorted((tmp_path / "runs" / "demo").glob("policy-*/iteration_*/record.json"))
+    assert [path.parent.name for path in records] == ["iteration_0", "iteration_1"]
+    assert len(list((tmp_path / "home").glob("policy-*"))) == 1  # compare used the demo's bootstrap, not the default
+    marker = records[1].parent / "stages" / "search.json"
+    stamps = [path.stat().st_mtime_ns for path in (marker, *(tmp_path / "home").glob("*/manifest.json"))]
+    assert main(argv) == 0  # the second run reuses the models and the finished self-training run
+    assert [path.stat().st_mtime_ns for path in (marker, *(tmp_path / "home").glob("*/manifest.json"))] == stamps
+    assert "Self-training (ReST-MCTS*)" in capsys.readouterr().out

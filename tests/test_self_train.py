@@ -23,7 +23,7 @@ from agents.training.buffers import EpisodeBuffer
 from agents.training.policy_sft import SFTSettings, train_policy
 from agents.training.rest_em import SampledSolution
 from agents.training.self_rewarding import preference_pairs
-from agents.training.self_train import STAGES, SelfTrainConfig, SelfTrainer, format_summary, stage_seed
+from agents.training.self_train import STAGES, SelfTrainConfig, SelfTrainer, capped_steps, format_summary, stage_seed
 from agents.training.weighted_nll import step_rows
 from reasoning_gym import Problem, ReasoningState, make_source, render_state
 
@@ -278,6 +278,18 @@ def test_step_rows_split_the_last_step_off_and_drop_zero_weights():
     assert len(step_rows([{"text": text, "score": 0.0}], keep_zero_weight=True)) == 1
 
 
+def test_training_steps_are_capped_by_epochs_over_the_rows(reference_run):
+    settings = SFTSettings(max_steps=200, batch_size=16)
+    assert capped_steps(settings, 35, 3.0).max_steps == 7  # ceil(3 * 35 / 16)
+    assert capped_steps(settings, 10_000, 3.0).max_steps == 200
+    assert capped_steps(settings, 35, None) is settings
+    config, _ = reference_run
+    trainer = SelfTrainer(config)
+    for stage, configured in (("policy", config.policy.sft), ("value", config.value.settings)):
+        record = trainer.stage_record(1, stage)
+        assert record["steps"] == capped_steps(configured, record["rows"], 3.0).max_steps
+
+
 def test_stage_seeds_are_stable_and_distinct():
     seeds = {stage_seed(0, i, s) for i in range(3) for s in STAGES}
     assert len(seeds) == 3 * len(STAGES)
@@ -299,3 +311,35 @@ def test_cli_resumes_a_finished_run_and_prints_the_table(tmp_path, reference_run
     assert json.loads((Path(config.run_dir) / "iteration_1" / "record.json").read_text())["sampled_tokens"] == (
         records[1]["sampled_tokens"]
     )
+
+
+def test_benchmark_runs_each_method_and_writes_table_json_and_plot(tmp_path, start_models, capsys):
+    import importlib.util
+
+    from tests.conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("self_training", REPO_ROOT / "benchmarks" / "self_training.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(config_data(tmp_path / "unused", "rest_mcts", start_models)))
+    out = tmp_path / "results" / "self_training.json"
+    argv = ["--config", str(path), "--seeds", "0", "--methods", "rest_em", "rest_mcts", "--iterations", "1",
+            "--runs", str(tmp_path / "runs"), "--out", str(out), "--no-progress"]  # fmt: skip
+    assert module.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| method | iteration | greedy CoT |" in printed and "| rest_em | 1 |" in printed
+    result = json.loads(out.read_text())
+    assert [(row["method"], row["iteration"]) for row in result["summary"]] == [
+        ("rest_mcts", 0), ("rest_mcts", 1), ("rest_em", 0), ("rest_em", 1)
+    ]  # fmt: skip
+    runs = {(row["method"], row["iteration"]): row for row in result["runs"]}
+    # ReST-EM ran after ReST-MCTS* and sampled towards the tokens its search spent
+    searched = runs["rest_mcts", 1]["record"]["sampled_tokens"]
+    assert runs["rest_em", 1]["record"]["search"]["target_tokens"] == searched > 0
+    assert runs["rest_mcts", 0]["greedy_accuracy"] == runs["rest_em", 0]["greedy_accuracy"]  # same pi_0, same eval
+    assert (tmp_path / "runs" / "heldout_steps_seed0.json").is_file()
+    assert any(line.startswith("ReST-MCTS* iteration 1 greedy") for line in result["goals"])
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert module.main(argv) == 0  # a second call resumes every finished run
+    assert json.loads(out.read_text())["summary"] == result["summary"]

@@ -12,6 +12,7 @@ from agents.training.tree_targets import (
     label_trees,
     node_values,
     relative_correctness,
+    step_labels,
 )
 from agents.training.value_targets import wrong_step_value
 from reasoning_gym import Problem, ReasoningState, render_state
@@ -79,6 +80,18 @@ def test_wrong_child_gets_negative_branch_of_its_branch_point():
     assert values[wrong[2]] == 0.0  # max(0.25 - 0.75 / 2, 0)
     assert values[wrong_answer] == pytest.approx(wrong_step_value(5 / 6, 1)) == pytest.approx(4 / 6)
     assert [values[n] for n in path] == pytest.approx([k / 6 for k in range(1, 7)])
+
+
+def test_step_labels_mark_paths_to_a_correct_leaf():
+    tree = new_tree()
+    path = correct_path(tree, 3)
+    wrong = chain(tree, path[0], ["7 * 7 = 50", WRONG])
+    open_leaf = grow(tree, path[1], "open step")  # no ending below: not labelled
+    hidden = grow(tree, path[2], "after the answer")  # below a correct leaf: not labelled
+    tree.grade_answers()
+    labels = step_labels(tree)
+    assert labels == {path[0]: True, path[1]: True, path[2]: True, wrong[0]: False, wrong[1]: False}
+    assert open_leaf not in labels and hidden not in labels
 
 
 def test_tree_without_a_correct_leaf_gives_no_value_samples():

@@ -131,7 +131,7 @@ def train_dpo(
         beta=settings.beta,
         max_length=settings.max_length,
         **schedule_args(settings, show_progress),
-        **_without_length_grouping(common_training_args(seed)),
+        **common_training_args(seed),
     )
     trainer = DPOTrainer(
         model=model, ref_model=ref_model, args=config, train_dataset=dataset, processing_class=tokenizer
@@ -141,12 +141,3 @@ def train_dpo(
     model.eval()
     return model
 
-
-def _without_length_grouping(args: dict) -> dict:
-    """DPO's tokenized pairs have no ``input_ids`` column to group lengths by: sample at random."""
-    args = dict(args)
-    if "train_sampling_strategy" in args:
-        args["train_sampling_strategy"] = "random"
-    if "group_by_length" in args:
-        args["group_by_length"] = False
-    return args

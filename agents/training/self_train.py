@@ -50,11 +50,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,10 @@ class PolicyTraining:
         from_previous: start from pi_{i-1}; False starts every iteration from pi_0
             (all methods).
         accumulate: train on the rows of iterations 1..i, not only iteration i (all methods).
+        max_epochs: cap on passes over the iteration's rows (all methods): the trainer
+            runs min(max_steps, ceil(max_epochs x rows / batch_size)) steps, so a
+            small harvest is not memorised (measured: 35 traces x 45 epochs made
+            greedy accuracy fall from 0.25 to 0.17). None: always max_steps.
     """
 
     sft: SFTSettings = field(
@@ -181,6 +186,7 @@ class PolicyTraining:
     lora: LoraSettings | None = None
     from_previous: bool = True
     accumulate: bool = False
+    max_epochs: float | None = 3.0
 
 
 @dataclass(frozen=True)
@@ -191,6 +197,7 @@ class ValueTraining:
         train: train the PRM; None: the method's default (rest_mcts yes, baselines no).
         settings: regression settings.
         accumulate: train on the value rows of iterations 1..i, not only iteration i.
+        max_epochs: cap on passes over the rows, as for the policy; None: always max_steps.
     """
 
     train: bool | None = None
@@ -198,6 +205,7 @@ class ValueTraining:
         default_factory=lambda: ValueSettings(max_steps=200, batch_size=32, learning_rate=2e-4, logging_steps=50)
     )
     accumulate: bool = False
+    max_epochs: float | None = 3.0
 
 
 @dataclass(frozen=True)
@@ -308,6 +316,14 @@ def load_config(path: str | Path, **overrides: Any) -> SelfTrainConfig:
 def mcts_config(options: dict[str, Any], seed: int, data_mode: bool = False) -> MCTSStarConfig:
     """`MCTSStarConfig` from `options` with `seed` and `data_mode` set."""
     return from_dict(MCTSStarConfig, {**options, "seed": seed, "data_mode": data_mode}, where="mcts")
+
+
+def capped_steps(settings: Any, rows: int, max_epochs: float | None) -> Any:
+    """`settings` (a dataclass with ``max_steps`` and ``batch_size``) with at most `max_epochs` passes over `rows`."""
+    if max_epochs is None:
+        return settings
+    cap = max(1, math.ceil(max_epochs * rows / settings.batch_size))
+    return replace(settings, max_steps=min(settings.max_steps, cap))
 
 
 def stage_seed(seed: int, iteration: int, stage: str) -> int:
@@ -644,19 +660,30 @@ class SelfTrainer:
             return {"rows": len(dataset)}
 
         build_atomically(folder, {"method": method, "iteration": iteration, "seed": seed}, build)
-        return {"trained": True, "rows": len(dataset)}
+        steps = self._policy_settings(len(dataset)).max_steps
+        return {"trained": True, "rows": len(dataset), "steps": steps}
+
+    def _policy_settings(self, rows: int):
+        """The method's policy-training settings with max_steps capped by `PolicyTraining.max_epochs`."""
+        config = self.config
+        settings = {
+            "self_rewarding": config.self_rewarding.dpo,
+            "weighted_nll": config.weighted_nll,
+        }.get(config.method, config.policy.sft)
+        return capped_steps(settings, rows, config.policy.max_epochs)
 
     def _train_policy(self, model, tokenizer, dataset, output_dir: str, seed: int):
         config = self.config
         show = config.show_progress
+        settings = self._policy_settings(len(dataset))
         if config.method == "self_rewarding":
             from agents.training.self_rewarding import train_dpo
 
-            return train_dpo(model, tokenizer, dataset, config.self_rewarding.dpo, output_dir, seed, show_progress=show)
+            return train_dpo(model, tokenizer, dataset, settings, output_dir, seed, show_progress=show)
         if config.method == "weighted_nll":
             from agents.training.weighted_nll import train_weighted_nll
 
-            return train_weighted_nll(model, tokenizer, dataset, config.weighted_nll, output_dir, seed, show_progress=show)
+            return train_weighted_nll(model, tokenizer, dataset, settings, output_dir, seed, show_progress=show)
         from agents.training.policy_sft import train_policy
 
         lora = config.policy.lora
@@ -664,7 +691,7 @@ class SelfTrainer:
             from peft import get_peft_model
 
             model = get_peft_model(model, lora.peft_config())
-        model = train_policy(model, tokenizer, dataset, config.policy.sft, output_dir, seed, show)
+        model = train_policy(model, tokenizer, dataset, settings, output_dir, seed, show)
         if lora is not None:
             model = model.merge_and_unload()
         return model
@@ -690,14 +717,15 @@ class SelfTrainer:
 
             model, tokenizer = load_value_backbone(previous, device=config.models.device)
             scratch = str(out / "trainer")
-            train_value_model(model, tokenizer, dataset, config.value.settings, scratch, seed, config.show_progress)
+            train_value_model(model, tokenizer, dataset, settings, scratch, seed, config.show_progress)
             shutil.rmtree(scratch, ignore_errors=True)
             model.save_pretrained(out)
             tokenizer.save_pretrained(out)
             return {"rows": len(dataset)}
 
+        settings = capped_steps(config.value.settings, len(dataset), config.value.max_epochs)
         build_atomically(folder, {"iteration": iteration, "seed": seed}, build)
-        return {"trained": True, "rows": len(dataset)}
+        return {"trained": True, "rows": len(dataset), "steps": settings.max_steps}
 
     # --- stage: eval ------------------------------------------------------------------------------------
 

@@ -177,6 +177,20 @@ def node_values(tree: Tree) -> dict[int, float]:
     return dict(sorted(value.items()))
 
 
+def step_labels(tree: Tree) -> dict[int, bool]:
+    """Whether each kept non-root node lies on a path to a correct leaf (r = 0) or not (r = 1).
+
+    The binary ground truth a PRM is judged by on search trees (AUROC): every node
+    with an ending below it, trees without a correct leaf included (all False).
+    """
+    _check_graded(tree)
+    distance = correct_distances(tree)
+    endings, _ = ending_counts(tree)
+    return {
+        n: distance[n] != INF for n in range(len(tree)) if n != ROOT and endings[n] > 0 and _reachable(tree, n)
+    }
+
+
 def relative_correctness(tree: Tree) -> dict[int, float]:
     """score(n) = q(n) minus the visit-weighted mean q of n's scored siblings, n included (module docstring)."""
     endings, correct = ending_counts(tree)
