@@ -180,7 +180,7 @@ class PolicyTraining:
 
     sft: SFTSettings = field(
         default_factory=lambda: SFTSettings(
-            max_steps=200, batch_size=16, learning_rate=5e-4, completion_only_loss=True, logging_steps=50
+            max_steps=200, batch_size=16, learning_rate=1e-4, completion_only_loss=True, logging_steps=50
         )
     )
     lora: LoraSettings | None = None

@@ -55,7 +55,7 @@ class WeightedNLLSettings:
 
     max_steps: int = 200
     batch_size: int = 16
-    learning_rate: float = 5e-4
+    learning_rate: float = 1e-4
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
     kl_coef: float = 0.1
