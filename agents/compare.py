@@ -94,7 +94,8 @@ class ProblemsConfig:
         size: how many problems (synthetic: generated; file sources: the first
             `size` after the split).
         split: "train", "validation", "test" (hash splits), or None for all.
-        difficulty: synthetic difficulty ("easy", "medium", "hard", "mixed");
+        difficulty: synthetic difficulty ("basic", "easy", "medium", "hard", "mixed",
+            or a mix of presets such as "mixed:basic,easy");
             None: the difficulty the bootstrapped models were trained on.
         seed: synthetic generator seed.
         path: the file of a file source.

@@ -189,6 +189,20 @@ def test_difficulty_aliases():
     assert resolve_difficulty("mixed") == ("mixed", None)
 
 
+def test_a_named_mix_draws_only_and_all_of_its_presets():
+    assert resolve_difficulty("mixed:basic, easy") == ("mixed:basic, easy", None)
+    problems = synthetic_source(split="test", size=60, seed=3, difficulty="mixed:basic,easy")
+    assert {p.metadata["difficulty"] for p in problems} == {"basic", "easy"}
+    for problem in problems:
+        index = problem.metadata["index"]
+        assert problem == generate_problem(index, 3, "mixed:basic,easy")
+        assert problem.metadata["difficulty"] == mixed_level(index, 3, "mixed:basic,easy")
+    assert [mixed_level(i, 0) for i in range(20)] == [mixed_level(i, 0, "mixed") for i in range(20)]
+    for bad, named in (("mixed:basic,nightmare", "nightmare"), ("mixed:", "no preset")):
+        with pytest.raises(ValueError, match=named):
+            generate_problem(0, 0, bad)
+
+
 def test_unknown_difficulty_lists_presets():
     for bad in ("impossible", 4, 0):
         with pytest.raises(ValueError) as info:

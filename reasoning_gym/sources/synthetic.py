@@ -153,7 +153,7 @@ DIFFICULTIES: dict[str, SyntheticConfig] = {
 """Named presets. ``"basic"`` (numbers up to 10) is what the bundled ~1M-parameter
 models are trained on by default. ``"mixed"`` (accepted wherever a difficulty is)
 draws the level of problem ``i`` deterministically from ``(seed, i)`` among easy,
-medium and hard."""
+medium and hard; ``"mixed:basic,easy"`` draws among the presets it names."""
 
 LEVELS: dict[int, str] = {1: "easy", 2: "medium", 3: "hard"}
 """Integer aliases of the presets."""
@@ -651,7 +651,8 @@ def resolve_difficulty(difficulty: Difficulty) -> tuple[str, SyntheticConfig | N
     """Turn a difficulty argument into ``(name, config)``.
 
     Accepts a preset name (``"easy"``, ``"medium"``, ``"hard"``), ``"mixed"``
-    (returned with config None: the level is drawn per problem), an int alias
+    or ``"mixed:basic,easy"`` (returned with config None: the level is drawn per
+    problem among easy/medium/hard, or among the named presets), an int alias
     1/2/3, a `SyntheticConfig` (named after the preset it equals, else
     ``"custom"``) or a dict of `SyntheticConfig` fields.
 
@@ -673,8 +674,9 @@ def resolve_difficulty(difficulty: Difficulty) -> tuple[str, SyntheticConfig | N
         return LEVELS[difficulty], DIFFICULTIES[LEVELS[difficulty]]
     if isinstance(difficulty, str):
         key = difficulty.strip().lower()
-        if key == MIXED:
-            return MIXED, None
+        if key == MIXED or key.startswith(MIXED + ":"):
+            mixed_levels(key)  # validates the named presets
+            return key, None
         if key in DIFFICULTIES:
             return key, DIFFICULTIES[key]
         if key.isdigit() and int(key) in LEVELS:
@@ -683,9 +685,24 @@ def resolve_difficulty(difficulty: Difficulty) -> tuple[str, SyntheticConfig | N
                      f"a level {sorted(LEVELS)}, a SyntheticConfig or a dict of its fields")
 
 
-def mixed_level(index: int, seed: int = 0) -> str:
-    """The preset that problem `index` of a ``"mixed"`` set with `seed` is drawn from."""
-    levels = list(LEVELS.values())
+def mixed_levels(name: str = MIXED) -> tuple[str, ...]:
+    """The presets a mixed difficulty draws from: ``"mixed"`` easy, medium and hard;
+    ``"mixed:basic,easy"`` the presets it names (ValueError naming an unknown one)."""
+    if name == MIXED:
+        return tuple(LEVELS.values())
+    levels = tuple(level.strip() for level in name.removeprefix(MIXED + ":").split(",") if level.strip())
+    unknown = [level for level in levels if level not in DIFFICULTIES]
+    if not levels or unknown:
+        raise ValueError(
+            f"mixed difficulty {name!r}: {'unknown preset(s) ' + ', '.join(unknown) if unknown else 'no preset named'}; "
+            f"expected 'mixed:' followed by comma-separated presets of {', '.join(DIFFICULTIES)}"
+        )
+    return levels
+
+
+def mixed_level(index: int, seed: int = 0, name: str = MIXED) -> str:
+    """The preset that problem `index` of the mixed set `name` with `seed` is drawn from (uniformly)."""
+    levels = mixed_levels(name)
     return levels[_stable_int("rest-mcts-synthetic-mixed", seed, index) % len(levels)]
 
 
@@ -695,14 +712,15 @@ def generate_problem(index: int, seed: int = 0, config: Difficulty = DIFFICULTIE
     A pure function of ``(seed, index, config)``: a ``random.Random`` seeded
     from a SHA-256 hash of the three draws the number of operations, the
     structure, the wording and the numbers. `config` may also be anything
-    `resolve_difficulty` accepts (a preset name, ``"mixed"``, 1/2/3, a dict).
+    `resolve_difficulty` accepts (a preset name, ``"mixed"``, ``"mixed:basic,easy"``,
+    1/2/3, a dict).
 
     Returns:
         A `Problem` with id ``"synthetic-{name}-{seed}-{index}"`` (name: the
-        preset, ``"mixed"`` or ``"custom"``), the integer answer as a string,
+        preset, the mix or ``"custom"``), the integer answer as a string,
         reference ``steps`` ``("a op b = c", ..., "The answer is X")`` and
         metadata ``{"difficulty", "num_ops", "seed", "index", "structure"}``
-        (for ``"mixed"``, ``"difficulty"`` is the level drawn for this index).
+        (for a mix, ``"difficulty"`` is the level drawn for this index).
     """
     if not isinstance(index, int) or isinstance(index, bool) or index < 0:
         raise ValueError(f"index must be a non-negative int, got {index!r}")
@@ -711,7 +729,7 @@ def generate_problem(index: int, seed: int = 0, config: Difficulty = DIFFICULTIE
     name, cfg = resolve_difficulty(config)
     level = name
     if cfg is None:
-        level = mixed_level(index, seed)
+        level = mixed_level(index, seed, name)
         cfg = DIFFICULTIES[level]
     rng = random.Random(_stable_int("rest-mcts-synthetic", seed, index, cfg.key()))
     k = rng.randint(cfg.min_ops, cfg.max_ops)
@@ -757,7 +775,7 @@ def synthetic_source(
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ValueError(f"size must be a non-negative int, got {size!r}")
     name, config = resolve_difficulty(difficulty)
-    resolved: Difficulty = MIXED if config is None else config
+    resolved: Difficulty = name if config is None else config
     split_of("", fractions)  # validates the fractions
     if split == "all":
         split = None
