@@ -98,6 +98,7 @@ def run_seed(base: SelfTrainConfig, methods: list[str], seed: int, runs: Path, i
     rows = []
     ordered = sorted(methods, key=lambda m: m != "rest_mcts")  # the baselines match its sampled tokens
     steps: list[dict[str, Any]] | None = None
+    aurocs: dict[str, float | None] = {}  # by PRM folder: the baselines and every iteration 0 share V_0
     for method in ordered:
         trainer = SelfTrainer(method_config(base, method, seed, runs))
         records = trainer.run(iterations)
@@ -106,6 +107,8 @@ def run_seed(base: SelfTrainConfig, methods: list[str], seed: int, runs: Path, i
             steps = heldout_steps(trainer, runs / f"heldout_steps_seed{seed}.json")
         tokens = seconds = 0.0
         for record in records:
+            if record["value_dir"] not in aurocs:
+                aurocs[record["value_dir"]] = tree_auroc(trainer, record["value_dir"], steps)
             tokens += record["sampled_tokens"]
             seconds += record["wall_seconds"]
             rows.append(
@@ -117,7 +120,7 @@ def run_seed(base: SelfTrainConfig, methods: list[str], seed: int, runs: Path, i
                     "mcts_accuracy": record["mcts_accuracy"],
                     "cumulative_sampled_tokens": int(tokens),
                     "cumulative_wall_seconds": round(seconds, 1),
-                    "tree_auroc": tree_auroc(trainer, record["value_dir"], steps),
+                    "tree_auroc": aurocs[record["value_dir"]],
                     "heldout_steps": len(steps),
                     "record": record,
                 }

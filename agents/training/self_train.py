@@ -646,6 +646,7 @@ class SelfTrainer:
             return {"trained": False, "rows": 0}
         start = self.policy_dir(iteration - 1 if config.policy.from_previous else 0)
         seed = stage_seed(config.seed, iteration, "policy")
+        settings = self._policy_settings(len(dataset))
         folder = self.iteration_dir(iteration) / "policy"
 
         def build(out: Path) -> dict[str, Any]:
@@ -653,15 +654,14 @@ class SelfTrainer:
 
             model, tokenizer = load_causal_lm(start, device=config.models.device)
             scratch = str(out / "trainer")
-            model = self._train_policy(model, tokenizer, dataset, scratch, seed)
+            model = self._train_policy(model, tokenizer, dataset, settings, scratch, seed)
             shutil.rmtree(scratch, ignore_errors=True)
             model.save_pretrained(out)
             tokenizer.save_pretrained(out)
             return {"rows": len(dataset)}
 
         build_atomically(folder, {"method": method, "iteration": iteration, "seed": seed}, build)
-        steps = self._policy_settings(len(dataset)).max_steps
-        return {"trained": True, "rows": len(dataset), "steps": steps}
+        return {"trained": True, "rows": len(dataset), "steps": settings.max_steps}
 
     def _policy_settings(self, rows: int):
         """The method's policy-training settings with max_steps capped by `PolicyTraining.max_epochs`."""
@@ -672,10 +672,9 @@ class SelfTrainer:
         }.get(config.method, config.policy.sft)
         return capped_steps(settings, rows, config.policy.max_epochs)
 
-    def _train_policy(self, model, tokenizer, dataset, output_dir: str, seed: int):
+    def _train_policy(self, model, tokenizer, dataset, settings, output_dir: str, seed: int):
         config = self.config
         show = config.show_progress
-        settings = self._policy_settings(len(dataset))
         if config.method == "self_rewarding":
             from agents.training.self_rewarding import train_dpo
 
