@@ -4,7 +4,10 @@ Each artifact lives in ``$REST_MCTS_HOME/<kind>-<fingerprint>/`` (default home
 ``~/.cache/rest-mcts``) with a ``manifest.json`` that records the config and the
 library versions that built it. A folder is built under a temporary name and
 renamed into place only when complete, so an interrupted build never leaves a
-folder that later loads; the manifest is the mark of completeness.
+folder that later loads; the manifest is the mark of completeness. A build
+killed without cleaning up (SIGKILL, SIGTERM, power loss) leaves its hidden
+temporary folder, named after its host and process id; the next build of the
+same artifact on that host deletes it once that process is gone.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -67,12 +71,14 @@ def build_atomically(
     `build` writes into the empty temporary folder it is given and may return
     extra facts for the manifest (metrics, timings). If `path` is already
     complete, nothing is built and its manifest is returned. On any error the
-    temporary folder is removed and the error propagates.
+    temporary folder is removed and the error propagates; temporary folders of
+    earlier builds of `path` whose process died are removed first.
     """
     if is_complete(path):
         return read_manifest(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    remove_abandoned_builds(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_temporary_prefix(path)}{os.getpid()}-", dir=path.parent))
     try:
         started = time.time()
         extra = build(tmp) or {}
@@ -83,7 +89,7 @@ def build_atomically(
             "build_seconds": round(time.time() - started, 1),
             **extra,
         }
-        _write_json_atomically(tmp / MANIFEST, manifest)
+        write_json_atomically(tmp / MANIFEST, manifest)
         if path.exists():  # an incomplete leftover, or a concurrent build won the race
             if is_complete(path):
                 shutil.rmtree(tmp)
@@ -96,7 +102,43 @@ def build_atomically(
         raise
 
 
-def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(partial, path)
+def remove_abandoned_builds(path: Path) -> list[Path]:
+    """Delete this host's temporary build folders of `path` whose process has died; returns them.
+
+    Folders of live processes (a concurrent build) and of other hosts sharing
+    the cache are left alone.
+    """
+    prefix = _temporary_prefix(path)
+    removed = []
+    for entry in path.parent.glob(f"{prefix}*"):
+        pid = entry.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Write `data` to a temporary file beside `path`, fsync, and rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(temp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True, default=str)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+
+
+def _temporary_prefix(path: Path) -> str:
+    """Start of the names of `path`'s temporary build folders on this host (the pid follows)."""
+    return f".{path.name}.tmp-{socket.gethostname()}-"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0 checks existence without signalling
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True

@@ -146,6 +146,21 @@ def test_design_example_shape_exists():
     assert set(structures) == {"chain", "combine", "relative"} and min(structures.values()) >= 30
 
 
+def test_a_count_of_one_takes_the_singular():
+    """'Mia has 1 fewer shell', never '1 fewer shells'; other counts keep the plural."""
+    plurals = {family[0]: family[1] for family in synthetic._ITEMS}
+    singular_one = 0
+    for index in range(2000):
+        question = generate_problem(index, 0, "basic").question
+        for match in re.finditer(r"(?<![\d.])(\d+) (?:more |fewer )?(\w+)", question):
+            count, noun = match[1], match[2]
+            if count == "1" and noun in plurals.values():
+                singular_one += 1
+            assert not (count == "1" and noun in plurals), question
+            assert not (count != "1" and noun in plurals.values()), question
+    assert singular_one >= 10
+
+
 def test_deterministic_by_seed_and_index():
     for index in (0, 1, 17, 999):
         for difficulty in ("easy", "hard", "mixed"):

@@ -62,7 +62,7 @@ from typing import Any
 from tqdm.auto import tqdm
 from transformers import set_seed
 
-from agents.artifacts import build_atomically
+from agents.artifacts import build_atomically, write_json_atomically
 from agents.compare import ProblemsConfig
 from agents.config import ConfigError, from_dict, load_yaml, to_dict
 from agents.search.budget import Budget
@@ -378,7 +378,7 @@ class SelfTrainer:
         started = time.perf_counter()
         record = getattr(self, f"stage_{stage}")(iteration)
         record = {"stage": stage, "iteration": iteration, **record, "seconds": round(time.perf_counter() - started, 3)}
-        _write_json_atomically(self.marker(iteration, stage), record)
+        write_json_atomically(self.marker(iteration, stage), record)
         return record
 
     # --- the loop ------------------------------------------------------------------------------
@@ -425,7 +425,7 @@ class SelfTrainer:
             "stage_seconds": {stage: record["seconds"] for stage, record in stages.items()},
             "wall_seconds": round(sum(record["seconds"] for record in stages.values()), 3),
         }
-        _write_json_atomically(self.iteration_dir(iteration) / "record.json", record)
+        write_json_atomically(self.iteration_dir(iteration) / "record.json", record)
         return record
 
     def _bind_config(self) -> None:
@@ -440,7 +440,7 @@ class SelfTrainer:
                     "use the original config to resume, or a new run_dir"
                 )
         else:
-            _write_json_atomically(path, bound)
+            write_json_atomically(path, bound)
 
     # --- models and problems ---------------------------------------------------------------------
 
@@ -532,7 +532,7 @@ class SelfTrainer:
                     usage = result.usage if usage is None else usage + result.usage
                     solved += any(c is True for c in tree.correct)
                     answered += any(c is not None for c in tree.correct)
-        _write_json_atomically(out / "targets.json", _targets_to_dict(targets))
+        write_json_atomically(out / "targets.json", _targets_to_dict(targets))
         usage_dict = usage.to_dict() if usage is not None else {}
         return {
             "problems": len(problems),
@@ -586,7 +586,7 @@ class SelfTrainer:
                 if scores:
                     row["score"] = scores[index]
                 handle.write(json.dumps(row) + "\n")
-        _write_json_atomically(out / "targets.json", _targets_to_dict(targets))
+        write_json_atomically(out / "targets.json", _targets_to_dict(targets))
         problems = {sample.problem.id for sample in samples}
         solved = {sample.problem.id for sample in samples if sample.correct}
         return {
@@ -825,17 +825,6 @@ def _save_dataset(path: Path, rows: list[dict[str, Any]]) -> None:
         return {"rows": len(rows)}
 
     build_atomically(path, {"rows": len(rows)}, build)
-
-
-def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Write to a temporary file beside `path`, fsync, rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
 
 
 def _remove_temporaries(folder: Path) -> None:

@@ -393,6 +393,8 @@ class _Story:
             values = {"s": subject, "o": obj, "p": poss, "name": actor.name, **values}
         text = template.format(items=self.items, item=self.item, box=self.box, boxes=self.boxes,
                                friend=self.friend, **values)
+        # "1 more apples" -> "1 more apple"; only a count of exactly one is singular
+        text = re.sub(rf"(?<![\d.])1 ((?:more |fewer )?){self.items}\b", rf"1 \g<1>{self.item}", text)
         return _sentence(_conjugate(text, actor is not None and actor.plural))
 
     # -- number helpers
