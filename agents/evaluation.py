@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,9 +73,35 @@ def auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
     positives, negatives = scores_array[labels_array], scores_array[~labels_array]
     if len(positives) == 0 or len(negatives) == 0:
         raise ValueError("AUROC needs at least one positive and one negative example")
+    wins, pairs = _ordered_pairs(positives, negatives)
+    return wins / pairs
+
+
+def grouped_auroc(scores: Sequence[float], labels: Sequence[int], groups: Sequence[Hashable]) -> float | None:
+    """AUROC over positive-negative pairs within the same group only (None if no group has both).
+
+    With groups = the parent node, this is the sibling AUROC of a PRM on search
+    trees: how often it ranks a child on a path to a correct answer above a
+    sibling that is not, which is the choice tree search makes. The pooled AUROC
+    also compares nodes at different depths, where a PRM whose values rise with
+    depth (as the quality-value targets do) loses pairs that search never faces.
+    """
+    by_group: dict[Hashable, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    for score, label, group in zip(scores, labels, groups, strict=True):
+        by_group[group][0 if label else 1].append(score)
+    wins = pairs = 0.0
+    for positives, negatives in by_group.values():
+        if positives and negatives:
+            group_wins, group_pairs = _ordered_pairs(np.asarray(positives), np.asarray(negatives))
+            wins, pairs = wins + group_wins, pairs + group_pairs
+    return wins / pairs if pairs else None
+
+
+def _ordered_pairs(positives: np.ndarray, negatives: np.ndarray) -> tuple[float, float]:
+    """(positive-negative pairs ordered correctly, ties counting half; all pairs)."""
     greater = (positives[:, None] > negatives[None, :]).sum()
     ties = (positives[:, None] == negatives[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(positives) * len(negatives)))
+    return float(greater + 0.5 * ties), float(len(positives) * len(negatives))
 
 
 @dataclass(frozen=True)

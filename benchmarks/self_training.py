@@ -13,8 +13,10 @@ held-out synthetic test split, the cumulative policy completion tokens sampled f
 training, cumulative wall time, and the PRM's AUROC on held-out search trees:
 MCTS* (data mode, pi_0 and V_0 of the seed) on held-out test problems, every kept
 node labelled by whether it lies on a path to a correct answer
-(`agents.training.tree_targets.step_labels`). The trees are built once per seed,
-so every PRM is judged on the same steps.
+(`agents.training.tree_targets.step_labels`). Two AUROCs: pooled over all nodes,
+and among siblings (pairs with the same parent only, `grouped_auroc`: the
+choice the search makes). The trees are built once per seed, so every PRM is
+judged on the same steps.
 
     .venv/bin/python benchmarks/self_training.py                       # 2 seeds, 2 iterations
     .venv/bin/python benchmarks/self_training.py --seeds 0 --methods rest_mcts rest_em
@@ -37,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from agents.config import ConfigError  # noqa: E402
-from agents.evaluation import auroc  # noqa: E402
+from agents.evaluation import auroc, grouped_auroc  # noqa: E402
 from agents.search.mcts_star import MCTSStar  # noqa: E402
 from agents.training.self_train import (  # noqa: E402
     METHODS,
@@ -77,28 +79,34 @@ def heldout_steps(trainer: SelfTrainer, path: Path) -> list[dict[str, Any]]:
     for start in range(0, len(problems), settings.batch_size):
         for result in agent.solve(problems[start : start + settings.batch_size], settings.budget, settings.limits):
             tree = result.tree
-            rows += [{"text": tree.state[n].text, "correct": ok} for n, ok in step_labels(tree).items()]
+            rows += [
+                {"text": tree.state[n].text, "parent": tree.state[tree.parent[n]].text, "correct": ok}
+                for n, ok in step_labels(tree).items()
+            ]
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(rows), encoding="utf-8")
     os.replace(tmp, path)  # atomic: a killed run never leaves a half-written file that loads
     return rows
 
 
-def tree_auroc(trainer: SelfTrainer, folder: str, steps: list[dict[str, Any]]) -> float | None:
-    """AUROC of the PRM in `folder` on the held-out steps (None without both classes)."""
+def tree_aurocs(trainer: SelfTrainer, folder: str, steps: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Pooled and sibling AUROC of the PRM in `folder` on the held-out steps (None without both classes)."""
     labels = [int(row["correct"]) for row in steps]
     if not labels or all(labels) or not any(labels):
-        return None
+        return {"tree_auroc": None, "sibling_auroc": None}
     scores = trainer.load_value(folder).score_texts([row["text"] for row in steps])
-    return auroc(scores, labels)
+    return {
+        "tree_auroc": auroc(scores, labels),
+        "sibling_auroc": grouped_auroc(scores, labels, [row["parent"] for row in steps]),
+    }
 
 
 def run_seed(base: SelfTrainConfig, methods: list[str], seed: int, runs: Path, iterations: int) -> list[dict[str, Any]]:
-    """Every method's iteration records for one seed, each with ``tree_auroc`` and cumulative figures."""
+    """Every method's iteration records for one seed, with the PRM's AUROCs and cumulative figures."""
     rows = []
     ordered = sorted(methods, key=lambda m: m != "rest_mcts")  # the baselines match its sampled tokens
     steps: list[dict[str, Any]] | None = None
-    aurocs: dict[str, float | None] = {}  # by PRM folder: the baselines and every iteration 0 share V_0
+    aurocs: dict[str, dict[str, float | None]] = {}  # by PRM folder: the baselines and every iteration 0 share V_0
     for method in ordered:
         trainer = SelfTrainer(method_config(base, method, seed, runs))
         records = trainer.run(iterations)
@@ -108,7 +116,7 @@ def run_seed(base: SelfTrainConfig, methods: list[str], seed: int, runs: Path, i
         tokens = seconds = 0.0
         for record in records:
             if record["value_dir"] not in aurocs:
-                aurocs[record["value_dir"]] = tree_auroc(trainer, record["value_dir"], steps)
+                aurocs[record["value_dir"]] = tree_aurocs(trainer, record["value_dir"], steps)
             tokens += record["sampled_tokens"]
             seconds += record["wall_seconds"]
             rows.append(
@@ -120,7 +128,7 @@ def run_seed(base: SelfTrainConfig, methods: list[str], seed: int, runs: Path, i
                     "mcts_accuracy": record["mcts_accuracy"],
                     "cumulative_sampled_tokens": int(tokens),
                     "cumulative_wall_seconds": round(seconds, 1),
-                    "tree_auroc": aurocs[record["value_dir"]],
+                    **aurocs[record["value_dir"]],
                     "heldout_steps": len(steps),
                     "record": record,
                 }
@@ -130,7 +138,14 @@ def run_seed(base: SelfTrainConfig, methods: list[str], seed: int, runs: Path, i
 
 def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean (and min, max) over seeds of each figure, per method and iteration."""
-    keys = ("greedy_accuracy", "mcts_accuracy", "cumulative_sampled_tokens", "cumulative_wall_seconds", "tree_auroc")
+    keys = (
+        "greedy_accuracy",
+        "mcts_accuracy",
+        "cumulative_sampled_tokens",
+        "cumulative_wall_seconds",
+        "tree_auroc",
+        "sibling_auroc",
+    )
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["method"], row["iteration"]), []).append(row)
@@ -166,12 +181,13 @@ def goals(summary: list[dict[str, Any]]) -> list[str]:
                     f"(sampled tokens {end['cumulative_sampled_tokens']:,.0f} vs {other['cumulative_sampled_tokens']:,.0f}): "
                     f"{'ahead' if ahead else 'NOT ahead'}"
                 )
-        if start["tree_auroc"] is not None and end["tree_auroc"] is not None:
-            better = end["tree_auroc"] > start["tree_auroc"]
-            lines.append(
-                f"PRM AUROC on held-out trees: V_{last} {end['tree_auroc']:.3f} vs V_0 {start['tree_auroc']:.3f}: "
-                f"{'better' if better else 'NOT better'}"
-            )
+        for key, name in (("tree_auroc", "pooled"), ("sibling_auroc", "among siblings")):
+            if start[key] is not None and end[key] is not None:
+                better = end[key] > start[key]
+                lines.append(
+                    f"PRM AUROC on held-out trees ({name}): V_{last} {end[key]:.3f} vs V_0 {start[key]:.3f}: "
+                    f"{'better' if better else 'NOT better'}"
+                )
     return lines
 
 
@@ -180,14 +196,15 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
         return "n/a" if value is None else format(value, spec)
 
     lines = [
-        "| method | iteration | greedy CoT | MCTS* | sampled tokens | wall s | PRM AUROC (held-out trees) |",
-        "|---|---|---|---|---|---|---|",
+        "| method | iteration | greedy CoT | MCTS* | sampled tokens | wall s | PRM AUROC trees | PRM AUROC siblings |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in summary:
         lines.append(
             f"| {row['method']} | {row['iteration']} | {fmt(row['greedy_accuracy'], '.3f')} | "
             f"{fmt(row['mcts_accuracy'], '.3f')} | {fmt(row['cumulative_sampled_tokens'], ',.0f')} | "
-            f"{fmt(row['cumulative_wall_seconds'], '.0f')} | {fmt(row['tree_auroc'], '.3f')} |"
+            f"{fmt(row['cumulative_wall_seconds'], '.0f')} | {fmt(row['tree_auroc'], '.3f')} | "
+            f"{fmt(row['sibling_auroc'], '.3f')} |"
         )
     return "\n".join(lines)
 
