@@ -23,7 +23,7 @@ import torch
 
 from agents.config import from_dict, load_yaml
 from agents.evaluation import evaluate_policy, evaluate_value_model
-from agents.training.bootstrap import BootstrapConfig, bootstrap
+from agents.training.bootstrap import BootstrapConfig, bootstrap, cached_result
 from reasoning_gym import make_source
 
 RESULTS = Path(__file__).parent / "results"
@@ -48,7 +48,7 @@ def generation_speed(policy, batch: int, cache: str | None, new_tokens: int = 64
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--problems", type=int, default=200, help="test problems per difficulty level")
+    parser.add_argument("--problems", type=int, default=500, help="test problems per difficulty level")
     parser.add_argument("--levels", nargs="+", default=None, help="difficulty levels (default: the config's, medium, hard)")
     parser.add_argument("--config", help="YAML with BootstrapConfig fields")
     parser.add_argument("--out", default=str(RESULTS / "bootstrap.json"))
@@ -59,6 +59,7 @@ def main() -> None:
     rows = []
     for seed in args.seeds:
         config = dataclasses.replace(base, seed=seed)
+        cached = cached_result(config) is not None  # then this run's wall time is loading only
         started = time.time()
         result = bootstrap(config)
         wall = time.time() - started
@@ -70,6 +71,7 @@ def main() -> None:
             "policy_build_seconds": result.policy_manifest["build_seconds"],
             "value_build_seconds": result.value_manifest["build_seconds"],
             "bootstrap_wall_seconds_this_run": round(wall, 1),
+            "reused_cached_models": cached,
             "levels": {},
         }
         for level in levels:

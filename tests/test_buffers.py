@@ -37,6 +37,15 @@ def test_round_trip_every_kind(tmp_path):
     assert EpisodeBuffer(tmp_path / "run").load("value", iterations=0)["problem_id"] == ["p0", "p1", "p2"]
 
 
+def test_mapping_over_loaded_rows_writes_nothing_into_the_buffer(tmp_path):
+    buffer = EpisodeBuffer(tmp_path / "run")
+    buffer.append("value", value_rows(3), iteration=0)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    mapped = buffer.load("value").map(lambda row: {"length": len(row["text"])})  # as trainers tokenise
+    assert mapped["length"] == [len(row["text"]) for row in value_rows(3)]
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
 def test_empty_buffer_loads_with_the_right_columns(tmp_path):
     loaded = EpisodeBuffer(tmp_path / "nothing").load("pairs")
     assert len(loaded) == 0

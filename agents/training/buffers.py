@@ -181,6 +181,8 @@ class EpisodeBuffer:
         """`kind`'s committed rows of `iterations` (all when None) as one Dataset, in iteration order.
 
         Returns an empty dataset with the schema's columns when nothing is stored.
+        The rows are read into memory, so that trainers mapping over them (TRL
+        tokenises with ``Dataset.map``) write no cache files into the shards.
         """
         features = _features(kind)
         if iterations is None:
@@ -192,7 +194,7 @@ class EpisodeBuffer:
         parts = []
         for iteration in wanted:
             for shard in self.shards(kind, iteration):
-                part = Dataset.load_from_disk(str(shard))
+                part = Dataset.load_from_disk(str(shard), keep_in_memory=True)
                 parts.append(part if part.features == features else part.cast(features))
         if not parts:
             return empty_dataset(kind)
