@@ -6,8 +6,8 @@ library versions that built it. A folder is built under a temporary name and
 renamed into place only when complete, so an interrupted build never leaves a
 folder that later loads; the manifest is the mark of completeness. A build
 killed without cleaning up (SIGKILL, SIGTERM, power loss) leaves its hidden
-temporary folder, named after its host and process id; the next build of the
-same artifact on that host deletes it once that process is gone.
+temporary folder, named after its host and process id; the next build in the
+same cache on that host deletes it once that process is gone.
 """
 
 from __future__ import annotations
@@ -72,13 +72,13 @@ def build_atomically(
     extra facts for the manifest (metrics, timings). If `path` is already
     complete, nothing is built and its manifest is returned. On any error the
     temporary folder is removed and the error propagates; temporary folders of
-    earlier builds of `path` whose process died are removed first.
+    earlier builds in the same folder whose process died are removed first.
     """
     if is_complete(path):
         return read_manifest(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_abandoned_builds(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{_temporary_prefix(path)}{os.getpid()}-", dir=path.parent))
+    remove_abandoned_builds(path.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(path), dir=path.parent))
     try:
         started = time.time()
         extra = build(tmp) or {}
@@ -102,17 +102,17 @@ def build_atomically(
         raise
 
 
-def remove_abandoned_builds(path: Path) -> list[Path]:
-    """Delete this host's temporary build folders of `path` whose process has died; returns them.
+def remove_abandoned_builds(home: Path) -> list[Path]:
+    """Delete this host's temporary build folders in `home` whose process has died; returns them.
 
-    Folders of live processes (a concurrent build) and of other hosts sharing
+    Folders of live processes (concurrent builds) and of other hosts sharing
     the cache are left alone.
     """
-    prefix = _temporary_prefix(path)
+    marker = f".tmp-{socket.gethostname()}@"
     removed = []
-    for entry in path.parent.glob(f"{prefix}*"):
-        pid = entry.name[len(prefix) :].split("-", 1)[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
+    for entry in home.glob(f".*{marker}*"):
+        pid = entry.name.split(marker, 1)[1].split("@", 1)[0]
+        if entry.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
@@ -130,8 +130,11 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
 
 
 def _temporary_prefix(path: Path) -> str:
-    """Start of the names of `path`'s temporary build folders on this host (the pid follows)."""
-    return f".{path.name}.tmp-{socket.gethostname()}-"
+    """Start of the name of a temporary build folder of `path` by this process (a random part follows).
+
+    ``@`` cannot occur in a host name, so host ``vm`` never matches host ``vm-2``'s folders.
+    """
+    return f".{path.name}.tmp-{socket.gethostname()}@{os.getpid()}@"
 
 
 def _process_alive(pid: int) -> bool:

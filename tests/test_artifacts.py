@@ -41,10 +41,12 @@ def test_a_killed_build_is_swept_by_the_next_build(tmp_path):
     assert is_complete(target) and (target / "weights").read_text() == "whole"
 
 
-def test_a_live_build_and_other_artifacts_are_left_alone(tmp_path):
-    live = tmp_path / f".policy-abc.tmp-{socket.gethostname()}-{os.getpid()}-x1"
-    other = tmp_path / f".policy-other.tmp-{socket.gethostname()}-999999999-x2"
-    live.mkdir()
-    other.mkdir()
-    assert remove_abandoned_builds(tmp_path / "policy-abc") == []
-    assert live.exists() and other.exists()
+def test_only_dead_builds_of_this_host_are_swept(tmp_path):
+    host = socket.gethostname()
+    live = tmp_path / f".policy-abc.tmp-{host}@{os.getpid()}@x1"
+    dead = tmp_path / f".value-def.tmp-{host}@999999999@x2"  # above any pid_max
+    elsewhere = tmp_path / f".policy-abc.tmp-{host}-2@999999999@x3"  # host "<this host>-2"
+    for folder in (live, dead, elsewhere):
+        folder.mkdir()
+    assert remove_abandoned_builds(tmp_path) == [dead]
+    assert live.exists() and elsewhere.exists() and not dead.exists()
