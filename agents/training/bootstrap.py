@@ -55,7 +55,7 @@ class BootstrapConfig:
     train_problems: int = 20000
     drill_fraction: float = 0.3
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
-    policy: SFTSettings = field(default_factory=lambda: SFTSettings(max_steps=1000, batch_size=32, learning_rate=3e-3))
+    policy: SFTSettings = field(default_factory=lambda: SFTSettings(max_steps=900, batch_size=32, learning_rate=3e-3))
     value: ValueSettings = field(default_factory=lambda: ValueSettings(max_steps=300, batch_size=32))
 
     def __post_init__(self) -> None:
