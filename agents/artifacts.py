@@ -118,7 +118,7 @@ def remove_abandoned_builds(home: Path) -> list[Path]:
     return removed
 
 
-def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+def write_json_atomically(path: Path, data: Any) -> None:
     """Write `data` to a temporary file beside `path`, fsync, and rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from agents.artifacts import write_json_atomically  # noqa: E402
 from agents.config import ConfigError  # noqa: E402
 from agents.evaluation import auroc, grouped_auroc  # noqa: E402
 from agents.search.mcts_star import MCTSStar  # noqa: E402
@@ -83,9 +83,7 @@ def heldout_steps(trainer: SelfTrainer, path: Path) -> list[dict[str, Any]]:
                 {"text": tree.state[n].text, "parent": tree.state[tree.parent[n]].text, "correct": ok}
                 for n, ok in step_labels(tree).items()
             ]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rows), encoding="utf-8")
-    os.replace(tmp, path)  # atomic: a killed run never leaves a half-written file that loads
+    write_json_atomically(path, rows)  # a killed run never leaves a half-written file that loads
     return rows
 
 
