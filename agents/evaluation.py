@@ -14,7 +14,7 @@ from agents.models.base import Policy, SamplingConfig
 from agents.models.hf_value import HFValueModel
 from agents.search.traces import solution_state
 from agents.search.voting import majority
-from reasoning_gym import Problem, ReasoningState, Verifier, default_verifier, grade
+from reasoning_gym import Problem, ReasoningState, Verifier, default_verifier, grade, grade_answer
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def evaluate_policy(
             states = [solution_state(problem, text) for text in row]
             pass_right += any(grade(state, verifier) for state in states)
             voted = majority([state.answer for state in states])
-            maj_right += voted is not None and verifier.is_correct(voted, problem.answer, problem.rel_tol)
+            maj_right += voted is not None and grade_answer(problem, voted, verifier)
     count = max(1, len(problems))
     return PolicyEvaluation(len(problems), greedy_right / count, pass_right / count, maj_right / count, k, tokens)
 

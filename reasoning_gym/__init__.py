@@ -4,10 +4,21 @@ Importing it registers ``ReasoningMath-v0``. It does not import torch or
 transformers, so any LLM stack can drive it.
 """
 
-from reasoning_gym.mdp import EpisodeLimits, ReasoningState, apply_step, grade, is_terminal, is_truncated
+from reasoning_gym.mdp import (
+    EpisodeLimits,
+    ReasoningState,
+    apply_step,
+    grade,
+    grade_answer,
+    is_terminal,
+    is_truncated,
+    solvable,
+    steps_to_solve,
+)
 from reasoning_gym.problem import Problem
 from reasoning_gym.registration import ENV_ID, register_envs
 from reasoning_gym.sources import ProblemSet, available_sources, make_source, split_of
+from reasoning_gym.tasks import Task, available_tasks, get_task, task_of
 from reasoning_gym.steps import answer_step, extract_answer, format_step, render_state, split_steps
 from reasoning_gym.verifier import Verifier, answers_match, default_verifier
 
@@ -31,6 +42,13 @@ __all__ = [
     "extract_answer",
     "format_step",
     "grade",
+    "grade_answer",
+    "available_tasks",
+    "get_task",
+    "solvable",
+    "steps_to_solve",
+    "task_of",
+    "Task",
     "is_terminal",
     "is_truncated",
     "make_source",

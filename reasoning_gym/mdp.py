@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reasoning_gym.problem import Problem
-from reasoning_gym.steps import extract_answer, normalize_step, render_state
-from reasoning_gym.verifier import Verifier, default_verifier
+from reasoning_gym.steps import normalize_step, render_state
+from reasoning_gym.tasks import task_of
+from reasoning_gym.verifier import Verifier
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,8 @@ class ReasoningState:
 
     @property
     def answer(self) -> str | None:
-        """The final answer stated by the last step, if it states one."""
-        return extract_answer(self.steps[-1]) if self.steps else None
+        """The final answer the last step states, if any (as the problem's task reads it)."""
+        return task_of(self.problem).answer(self.problem, self.steps)
 
     @property
     def solution_chars(self) -> int:
@@ -89,8 +90,9 @@ def validate_action(action: object, limits: EpisodeLimits) -> str:
 
 
 def is_terminal(state: ReasoningState) -> bool:
-    """True when the last step states a final answer."""
-    return state.answer is not None
+    """True when the episode ended at `state`: its last step states a final answer,
+    or (planning tasks) it was an illegal move (see `reasoning_gym.tasks`)."""
+    return task_of(state.problem).is_terminal(state.problem, state.steps)
 
 
 def is_truncated(state: ReasoningState, limits: EpisodeLimits) -> bool:
@@ -103,24 +105,44 @@ def is_truncated(state: ReasoningState, limits: EpisodeLimits) -> bool:
 def apply_step(state: ReasoningState, action: object, limits: EpisodeLimits) -> ReasoningState:
     """The deterministic transition: `state` with the validated step appended.
 
+    The problem's task records the step (`Task.render_step`): unchanged for answer
+    tasks; planning tasks render a legal move with the numbers left.
+
     Raises:
         ValueError: the action is invalid (see `validate_action`) or `state` is
             already finished (terminal or truncated). `state` is never modified.
     """
     if is_terminal(state) or is_truncated(state, limits):
         raise ValueError("cannot step a finished state (it is terminal or truncated)")
-    return ReasoningState(state.problem, state.steps + (validate_action(action, limits),))
+    step = task_of(state.problem).render_step(state.problem, state.steps, validate_action(action, limits))
+    return ReasoningState(state.problem, state.steps + (step,))
 
 
 def grade(state: ReasoningState, verifier: Verifier | None = None, rel_tol: float | None = None) -> bool:
-    """Whether `state` states a final answer equivalent to the oracle answer.
+    """Whether `state` states a correct final answer, as the problem's task grades it.
 
-    The tolerance is `rel_tol` if given, else the problem's own (`Problem.rel_tol`),
-    else the verifier's default.
+    Answer tasks compare with the oracle answer; the tolerance is `rel_tol` if
+    given, else the problem's own (`Problem.rel_tol`), else the verifier's default.
+    Planning tasks check the answer expression with a program.
     """
-    answer = state.answer
-    if answer is None:
-        return False
-    verifier = verifier or default_verifier()
-    tolerance = rel_tol if rel_tol is not None else state.problem.rel_tol
-    return verifier.is_correct(answer, state.problem.answer, rel_tol=tolerance)
+    return task_of(state.problem).grade(state.problem, state.steps, verifier, rel_tol)
+
+
+def grade_answer(problem: Problem, answer: str, verifier: Verifier | None = None, rel_tol: float | None = None) -> bool:
+    """Whether `answer` (e.g. the winner of a vote) solves `problem`, as its task grades it."""
+    return task_of(problem).grade_answer(problem, answer, verifier, rel_tol)
+
+
+def solvable(state: ReasoningState) -> bool:
+    """The exact value of `state`: whether a correct answer can still be reached from it.
+
+    Raises:
+        NotImplementedError: the problem's task has no exact oracle (answer tasks).
+    """
+    return task_of(state.problem).solvable(state.problem, state.steps)
+
+
+def steps_to_solve(state: ReasoningState) -> int | None:
+    """The fewest further steps from `state` to a correct answer (0: it states one), or None
+    when no correct answer can be reached. Raises NotImplementedError for answer tasks."""
+    return task_of(state.problem).steps_to_solve(state.problem, state.steps)

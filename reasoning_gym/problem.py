@@ -18,7 +18,12 @@ class Problem:
         steps: optional reference solution, one step per element, without the
             ``"Step k: "`` prefix; the last element states the final answer.
         metadata: free-form extras (difficulty, source file, line, ``rel_tol`` for
-            sources whose answers are compared with a numeric tolerance).
+            sources whose answers are compared with a numeric tolerance, ``puzzle``
+            for planning tasks).
+        task: the name of the task that records and grades its steps
+            (`reasoning_gym.tasks`): ``"answer"`` (the default: the final answer is
+            compared with `answer`) or ``"countdown"`` (moves are checked and the
+            final expression is graded by a program; `answer` holds one solution).
 
     Problems are immutable and hashable (``metadata`` is excluded from the hash),
     so they can sit inside search states and dictionary keys.
@@ -29,12 +34,15 @@ class Problem:
     answer: str
     steps: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    task: str = "answer"
 
     def __post_init__(self) -> None:
         if not isinstance(self.question, str) or not self.question.strip():
             raise ValueError(f"problem {self.id!r}: question must be a non-empty string")
         if not isinstance(self.answer, str) or not self.answer.strip():
             raise ValueError(f"problem {self.id!r}: answer must be a non-empty string")
+        if not isinstance(self.task, str) or not self.task:
+            raise ValueError(f"problem {self.id!r}: task must be a task name such as 'answer', got {self.task!r}")
         if not isinstance(self.steps, tuple):
             object.__setattr__(self, "steps", tuple(self.steps))
 

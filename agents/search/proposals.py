@@ -55,6 +55,10 @@ def propose_children(
                     child = apply_step(requests[k][1], step, limits)
                 except ValueError:
                     continue  # longer than the environment admits
-                taken[k].add(step)
+                # The task may render the step (a planning task appends the numbers
+                # left), so two texts can record the same step: compare both forms.
+                if child.steps[-1] in taken[k]:
+                    continue
+                taken[k].update((step, child.steps[-1]))
                 children[k].append(child)
     return children

@@ -34,3 +34,24 @@ def wrong_step_value(parent_value: float, parent_distance: int) -> float:
     if parent_distance < 1:
         raise ValueError("a node at distance 0 already states the correct answer; it has no wrong next step")
     return quality_value(parent_value, parent_distance - 1, wrong=True)
+
+
+
+def trace_quality_values(root_distance: int, distances: list[int | None]) -> list[float]:
+    """v_1..v_K along one trace, from exact distances (`reasoning_gym.steps_to_solve`).
+
+    `root_distance` is the fewest steps from the problem to a correct answer and
+    ``distances[k]`` that of the state after step k + 1 (None: unreachable). While
+    a correct answer stays reachable, r = 0 and m is the distance. The first step
+    after which it is not is a wrong sibling of the correct continuation (m = the
+    parent's distance - 1, r = 1); each later step is one step further (m one less,
+    never below 0) and also wrong.
+    """
+    values: list[float] = []
+    previous, distance, wrong = 0.0, root_distance, False
+    for step_distance in distances:
+        wrong = wrong or step_distance is None
+        distance = max(distance - 1, 0) if wrong else step_distance
+        previous = quality_value(previous, distance, wrong)
+        values.append(previous)
+    return values

@@ -11,6 +11,6 @@ from reasoning_gym.sources.base import (
     register_source,
     split_of,
 )
-from reasoning_gym.sources import files, synthetic  # noqa: F401  (register sources)
+from reasoning_gym.sources import files, puzzles, synthetic  # noqa: F401  (register sources)
 
 __all__ = ["SPLITS", "ProblemSet", "available_sources", "make_source", "register_source", "split_of"]

@@ -1,0 +1,101 @@
+"""The task seam: how a problem's steps are recorded, when a state is final, how it is graded.
+
+A `Problem` names its task (``Problem.task``). The MDP functions (`apply_step`,
+`is_terminal`, `grade`, `ReasoningState.answer`) and so the environment, the
+search agents, self-training and the benchmarks all go through the task, never
+through special cases:
+
+- answer tasks (word problems, GSM8K, MATH, SciBench): the last step states an
+  answer, compared with the oracle answer by the verifier (`AnswerTask`);
+- planning tasks (Countdown, Game of 24): every step is a move checked by the
+  task, which renders the numbers left as a game engine shows the board, and the
+  final answer is an expression checked by a program (`CountdownTask`). Their
+  states have an exact value (`Task.solvable`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reasoning_gym.problem import Problem
+    from reasoning_gym.verifier import Verifier
+
+
+class Task(ABC):
+    """How states of one kind of problem evolve and are graded (stateless; one instance per name)."""
+
+    name: str
+
+    def render_step(self, problem: Problem, steps: Sequence[str], step: str) -> str:
+        """The step as the state records it after `steps` (default: unchanged).
+
+        `step` is already normalised (one line, no ``"Step k:"`` label). A task
+        may rewrite it, e.g. to append the numbers left after a legal move.
+        """
+        return step
+
+    @abstractmethod
+    def answer(self, problem: Problem, steps: Sequence[str]) -> str | None:
+        """The final answer the last of `steps` states, or None."""
+
+    def is_terminal(self, problem: Problem, steps: Sequence[str]) -> bool:
+        """Whether the episode has ended at `steps` (default: an answer is stated)."""
+        return self.answer(problem, steps) is not None
+
+    @abstractmethod
+    def grade_answer(self, problem: Problem, answer: str, verifier: Verifier | None, rel_tol: float | None) -> bool:
+        """Whether `answer` solves `problem`; never raises on malformed answers."""
+
+    def grade(self, problem: Problem, steps: Sequence[str], verifier: Verifier | None, rel_tol: float | None) -> bool:
+        """Whether the state `steps` states a correct final answer."""
+        answer = self.answer(problem, steps)
+        return answer is not None and self.grade_answer(problem, answer, verifier, rel_tol)
+
+    def steps_to_solve(self, problem: Problem, steps: Sequence[str]) -> int | None:
+        """The exact value of a state: the fewest further steps to a correct answer,
+        0 when `steps` already state one, None when none can be reached.
+
+        Raises:
+            NotImplementedError: the task has no exact value oracle (answer tasks).
+        """
+        raise NotImplementedError(f"task {self.name!r} has no exact value oracle")
+
+    def solvable(self, problem: Problem, steps: Sequence[str]) -> bool:
+        """Whether a correct answer can still be reached from the state (`steps_to_solve` is not None)."""
+        return self.steps_to_solve(problem, steps) is not None
+
+    @property
+    def has_oracle(self) -> bool:
+        """Whether `steps_to_solve` (and so `solvable`) is implemented."""
+        return type(self).steps_to_solve is not Task.steps_to_solve
+
+
+_TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    """Make `task` available under ``task.name``."""
+    if task.name in _TASKS and _TASKS[task.name] is not task:
+        raise ValueError(f"task {task.name!r} is already registered")
+    _TASKS[task.name] = task
+    return task
+
+
+def available_tasks() -> list[str]:
+    return sorted(_TASKS)
+
+
+def get_task(name: str) -> Task:
+    """The registered task `name`; KeyError listing the known names otherwise."""
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise KeyError(f"unknown task {name!r}; available: {', '.join(available_tasks())}") from None
+
+
+def task_of(problem: Problem) -> Task:
+    """The task `problem` names."""
+    return get_task(problem.task)
