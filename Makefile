@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: demo test install clean smollm2
+.PHONY: demo demo-word test install clean smollm2
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/rest-mcts demo
+
+# The same job on the synthetic word problems (the first offline default).
+demo-word: $(STAMP)
+	$(BIN)/rest-mcts demo --config configs/bootstrap.yaml --compare-config configs/demo.yaml \
+		--self-train-config configs/demo_self_train.yaml --out runs/demo-word/search_vs_budget.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

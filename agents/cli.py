@@ -35,27 +35,35 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
 
 def _print_evaluation(result, config, problems: int) -> int:
-    from agents.evaluation import evaluate_policy, evaluate_value_model
-    from reasoning_gym import make_source
+    """Held-out quality of pi_0 and V_0: greedy, pass@k, maj@k, and the PRM's AUROC
+    (word problems: against corrupted steps; planning tasks: against exact
+    solvability on pi_0's own states, pooled, among siblings and per depth)."""
+    from agents.evaluation import evaluate_policy, evaluate_value_against_oracle, evaluate_value_model
+    from reasoning_gym import get_task, make_source
+    from reasoning_gym.sources.base import source_kwargs
 
     policy, value = result.load()
-    test = make_source("synthetic", split="test", size=problems, seed=config.seed, difficulty=config.difficulty)
-    report = evaluate_policy(policy, test.problems, k=8)
-    quality = evaluate_value_model(value, test.problems, seed=config.seed)
-    print(
-        json.dumps(
-            {
-                "difficulty": config.difficulty,
-                "problems": report.problems,
-                "greedy": report.greedy,
-                "pass@8": report.pass_at_k,
-                "maj@8": report.maj_at_k,
-                "prm_auroc": quality.auroc,
-                "prm_mae": quality.mae,
-            },
-            indent=2,
-        )
-    )
+    kwargs = source_kwargs(config.source, split="test", size=problems, seed=config.seed, difficulty=config.difficulty)
+    test = make_source(config.source, **kwargs)
+    planning = get_task(test[0].task).has_oracle
+    k = 16 if planning else 8
+    report = evaluate_policy(policy, test.problems, k=k, temperature=1.0 if planning else 0.8)
+    summary = {
+        "source": config.source,
+        "difficulty": config.difficulty,
+        "problems": report.problems,
+        "greedy": report.greedy,
+        f"pass@{k}": report.pass_at_k,
+        f"maj@{k}": report.maj_at_k,
+    }
+    if planning:
+        quality = evaluate_value_against_oracle(value, policy, test.problems, seed=config.seed)
+        summary.update(prm_auroc_vs_solvable=quality.auroc, prm_sibling_auroc=quality.sibling_auroc,
+                       prm_auroc_by_depth=quality.by_depth, states=quality.states)  # fmt: skip
+    else:
+        quality = evaluate_value_model(value, test.problems, seed=config.seed)
+        summary.update(prm_auroc=quality.auroc, prm_mae=quality.mae)
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -98,6 +106,7 @@ AGENT_NAMES = ("mcts_star", "beam", "best_of_n", "self_consistency", "cot")
 def _solve_problem(args: argparse.Namespace, default_difficulty: str):
     """The problem named on the command line: free text, or ``--source ... --index N``."""
     from reasoning_gym import Problem, make_source
+    from reasoning_gym.sources.base import required_parameters, source_kwargs
 
     if (args.question is None) == (args.source is None):
         raise ConfigError("give either a question or --source (with --index), not both or neither")
@@ -107,14 +116,13 @@ def _solve_problem(args: argparse.Namespace, default_difficulty: str):
         return Problem("cli", args.question, args.answer or "unknown"), args.answer is not None
     if args.index < 0:
         raise ConfigError(f"--index must be >= 0, got {args.index}")
-    if args.source == "synthetic":
-        kwargs = {"split": args.split or "test", "size": args.index + 1, "seed": args.problem_seed,
-                  "difficulty": args.difficulty or default_difficulty}  # fmt: skip
-    else:
-        if args.path is None:
-            raise ConfigError(f"--source {args.source} needs --path FILE")
-        kwargs = {"path": args.path, "split": args.split}
     try:
+        kwargs = source_kwargs(args.source, size=args.index + 1, seed=args.problem_seed,
+                               difficulty=args.difficulty or default_difficulty, path=args.path)  # fmt: skip
+        if args.path is None and required_parameters(args.source) & {"path"}:
+            raise ConfigError(f"--source {args.source} needs --path FILE")
+        # Generated problems are held out (test split) unless told otherwise; files keep every record.
+        kwargs["split"] = args.split or ("test" if args.path is None else None)
         problems = make_source(args.source, **kwargs)
     except (KeyError, TypeError, ValueError) as error:
         raise ConfigError(f"--source {args.source}: {error}") from None
@@ -284,12 +292,17 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--problems", type=int, default=200, help="held-out test problems for --evaluate")
     boot.set_defaults(handler=cmd_bootstrap)
 
-    demo = commands.add_parser("demo", help="run the main job on the offline default")
-    demo.add_argument("--config", help="YAML file with BootstrapConfig fields")
+    demo = commands.add_parser(
+        "demo", help="run the main job on the offline default (the Countdown planning task)",
+        description="Bootstrap, evaluate, compare and self-train once. The default is the planning task; "
+        "the word-problem demo: --config configs/bootstrap.yaml --compare-config configs/demo.yaml "
+        "--self-train-config configs/demo_self_train.yaml (or make demo-word).",
+    )  # fmt: skip
+    demo.add_argument("--config", default="configs/countdown/bootstrap.yaml", help="YAML file with BootstrapConfig fields")
     demo.add_argument("--problems", type=int, default=100, help="held-out test problems to evaluate pi_0 on")
-    demo.add_argument("--compare-config", default="configs/demo.yaml", help="comparison config (CompareConfig YAML)")
-    demo.add_argument("--out", default="benchmarks/results/demo/search_vs_budget.json", help="where the table's JSON goes")
-    demo.add_argument("--self-train-config", default="configs/demo_self_train.yaml",
+    demo.add_argument("--compare-config", default="configs/countdown/demo.yaml", help="comparison config (CompareConfig YAML)")
+    demo.add_argument("--out", default="runs/demo/search_vs_budget.json", help="where the table's JSON and plots go")
+    demo.add_argument("--self-train-config", default="configs/countdown/demo_self_train.yaml",
                       help="SelfTrainConfig YAML of the short self-training run ('' skips it)")  # fmt: skip
     demo.set_defaults(handler=cmd_demo)
 

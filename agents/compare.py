@@ -68,9 +68,17 @@ from agents.config import ConfigError, from_dict, load_yaml, to_dict
 from agents.models.base import Policy, ValueModel
 from agents.search.budget import Budget, Usage
 from agents.search.registry import AGENTS, NEEDS_VALUE, make_agent
-from reasoning_gym import EpisodeLimits, Problem, ProblemSet, grade, make_source
+from reasoning_gym import EpisodeLimits, Problem, ProblemSet, get_task, grade, make_source
+from reasoning_gym.sources.base import source_kwargs
 
 CI_METHODS = ("bootstrap", "wilson")
+# Reference lines with the exact value oracle: name -> (agent, options over the agent's configured ones).
+# Best-of-N scored by the oracle's value of the final state picks a correct solution
+# whenever one was sampled ("last": the final state's value is 1 exactly when it is right).
+REFERENCES: dict[str, tuple[str, dict[str, Any]]] = {
+    "oracle_pick": ("best_of_n", {"aggregation": "last", "answer_mode": "best"}),
+    "mcts_star_oracle": ("mcts_star", {}),
+}
 BASELINE = "cot"  # measured first; its mean completion tokens is the budget unit
 
 # Agent options (max_new_tokens are upper bounds: `token_cap_factor` lowers them to
@@ -89,15 +97,15 @@ class ProblemsConfig:
     """Which problems to solve.
 
     Attributes:
-        source: a `reasoning_gym.make_source` name ("synthetic", "gsm8k", "math",
-            "scibench", "reference", "hf").
-        size: how many problems (synthetic: generated; file sources: the first
+        source: a `reasoning_gym.make_source` name ("synthetic", "countdown",
+            "game24", "gsm8k", "math", "scibench", "reference", "hf").
+        size: how many problems (generators: generated; file sources: the first
             `size` after the split).
         split: "train", "validation", "test" (hash splits), or None for all.
-        difficulty: synthetic difficulty ("basic", "easy", "medium", "hard", "mixed",
-            or a mix of presets such as "mixed:basic,easy");
-            None: the difficulty the bootstrapped models were trained on.
-        seed: synthetic generator seed.
+        difficulty: generator difficulty (synthetic: "basic", "easy", "medium",
+            "hard", "mixed", or a mix such as "mixed:basic,easy"; countdown: a
+            `COUNTDOWN_PRESETS` name); None: the bootstrapped models' level.
+        seed: generator seed.
         path: the file of a file source.
         options: further keyword arguments of the source.
     """
@@ -116,13 +124,16 @@ class ProblemsConfig:
 
     def load(self, default_difficulty: str = "easy") -> ProblemSet:
         """The problem set (ConfigError for an unknown source or bad arguments)."""
-        if self.source == "synthetic":
-            kwargs = {"split": self.split, "size": self.size, "seed": self.seed}
-            kwargs["difficulty"] = self.difficulty or default_difficulty
-        else:
-            kwargs = {"path": self.path, "split": self.split, "limit": self.size}
         try:
-            return make_source(self.source, **{**kwargs, **self.options})
+            kwargs = source_kwargs(
+                self.source,
+                size=self.size,
+                seed=self.seed,
+                difficulty=self.difficulty or default_difficulty,
+                path=self.path,
+            )
+            # The split is passed even when None (file sources: every record).
+            return make_source(self.source, **{**kwargs, "split": self.split, **self.options})
         except (KeyError, TypeError, ValueError) as error:
             raise ConfigError(f"problems: {error}") from None
 
@@ -137,7 +148,9 @@ class ModelsConfig:
             then cached).
         policy: a Hugging Face folder, Hub id, ``.gguf`` file, or a preset YAML
             (see `agents.models.presets`); None: pi_0.
-        value: a PRM folder (sequence classification with one output); None: V_0.
+        value: a PRM folder (sequence classification with one output), ``"oracle"``
+            (exact values, planning tasks) or ``"noisy-oracle:0.2"`` (exact values
+            plus N(0, 0.2^2) noise); None: V_0.
         device: "cpu", "cuda", ...; None: CUDA when available.
     """
 
@@ -170,6 +183,11 @@ class CompareConfig:
         ci_method: "bootstrap" (over problems, seeds kept together) or "wilson".
         ci_level: confidence level of the intervals.
         ci_resamples: bootstrap resamples.
+        references: reference lines run with the exact value oracle (planning
+            tasks only; see `REFERENCES`): ``"oracle_pick"``, Best-of-N whose
+            pick is the oracle (pass@N at the budget: the ceiling of sampling),
+            and ``"mcts_star_oracle"``, MCTS* with `OracleValue` (the ceiling of
+            the search), both at every budget and seed like the agents.
     """
 
     problems: ProblemsConfig = field(default_factory=ProblemsConfig)
@@ -184,6 +202,7 @@ class CompareConfig:
     ci_method: str = "bootstrap"
     ci_level: float = 0.95
     ci_resamples: int = 2000
+    references: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -204,6 +223,9 @@ class CompareConfig:
             raise ValueError("agents must map agent names to config mappings")
         for name, options in self.agents.items():
             agent_options(name, options)  # names the agent and the bad key
+        unknown = [name for name in self.references if name not in REFERENCES]
+        if unknown:
+            raise ValueError(f"references: unknown {unknown}; choose from {sorted(REFERENCES)}")
 
 
 def agent_options(name: str, options: dict[str, Any] | None) -> Any:
@@ -245,9 +267,7 @@ def load_models(config: ModelsConfig = ModelsConfig(), need_value: bool = True, 
     if config.policy is not None:
         policy = load_policy(config.policy, config.device)
     if need_value and config.value is not None:
-        from agents.models.hf_value import HFValueModel
-
-        value = HFValueModel.from_pretrained(config.value, device=config.device)
+        value = load_value(config.value, config.device)
     if policy is None or (need_value and value is None):
         from agents.training.bootstrap import bootstrap
 
@@ -263,6 +283,18 @@ def load_models(config: ModelsConfig = ModelsConfig(), need_value: bool = True, 
             value = HFValueModel.from_pretrained(str(result.value_dir), device=config.device)
             value_name = f"V_0 ({result.value_dir})"
     return Models(policy, value, str(policy_name), value_name, boot.difficulty)
+
+
+def load_value(spec: str, device: str | None = None) -> ValueModel:
+    """An oracle (``"oracle"``, ``"noisy-oracle:SIGMA[:SEED]"``) or a PRM folder / Hub id."""
+    from agents.models.oracle import oracle_from_spec
+
+    oracle = oracle_from_spec(spec)
+    if oracle is not None:
+        return oracle
+    from agents.models.hf_value import HFValueModel
+
+    return HFValueModel.from_pretrained(spec, device=device)
 
 
 def load_policy(name_or_path: str, device: str | None = None) -> Policy:
@@ -415,7 +447,7 @@ def run_comparison(
     if needs_value and value is None:
         raise ConfigError(f"agents {needs_value} need a value model (PRM)")
     searchers = [name for name in config.agents if name != BASELINE]
-    total_runs = 1 + len(searchers) * len(config.budget_multipliers) * len(config.seeds)
+    total_runs = 1 + (len(searchers) + len(config.references)) * len(config.budget_multipliers) * len(config.seeds)
     runs: list[dict[str, Any]] = []
     overall = tqdm(total=total_runs, desc="compare", unit="run", disable=not progress)
 
@@ -434,27 +466,38 @@ def run_comparison(
     budgets = {m: budget_tokens(m, cot_cost) for m in config.budget_multipliers}
     caps = token_caps(cot_cost, row["steps"], config.token_cap_factor)
 
-    # 2. every other agent at every budget and seed.
-    for name in searchers:
+    # 2. every other agent (and reference line) at every budget and seed.
+    lines = [(name, name, config.agents[name], value) for name in searchers]
+    if config.references:
+        from agents.models.oracle import OracleValue
+
+        tasks = {problem.task for problem in problems}
+        if not all(get_task(task).has_oracle for task in tasks):
+            raise ConfigError(f"references need tasks with an exact value oracle; these problems are {sorted(tasks)}")
+        for name in config.references:
+            agent_name, overrides = REFERENCES[name]
+            options = {**config.agents.get(agent_name, DEFAULT_AGENTS[agent_name]), **overrides}
+            lines.append((name, agent_name, options, OracleValue()))
+    for name, agent_name, agent_config, line_value in lines:
         for multiplier, tokens in budgets.items():
             for seed in config.seeds:
                 options = scaled_options(
-                    name, config.agents[name], tokens, multiplier, seed, config.budget_binding, caps
+                    agent_name, agent_config, tokens, multiplier, seed, config.budget_binding, caps
                 )
-                agent = make_agent(name, policy, value, options)
+                agent = make_agent(agent_name, policy, line_value, options)
                 overall.set_postfix_str(f"{name} {multiplier:g}x seed {seed}")
                 with bar(f"{name} {multiplier:g}x ({tokens} tok) seed {seed}") as inner:
-                    row = _run(agent, problems, Budget(completion_tokens=tokens), config, (policy, value), inner)
+                    row = _run(agent, problems, Budget(completion_tokens=tokens), config, (policy, line_value), inner)
                 runs.append({"agent": name, "multiplier": multiplier, "budget_tokens": tokens, "seed": seed,
                              "options": options, **row})  # fmt: skip
                 overall.update(1)
     overall.close()
-    synthetic = config.problems.source == "synthetic"
+    generated = "difficulty" in source_kwargs(config.problems.source, difficulty=default_difficulty)
     return {
         "config": to_dict(config),
         "problems": {
             "count": len(problems),
-            "difficulty": (config.problems.difficulty or default_difficulty) if synthetic else None,
+            "difficulty": (config.problems.difficulty or default_difficulty) if generated else None,
             "ids": [p.id for p in problems],
         },
         "models": {
@@ -605,7 +648,9 @@ def plot(result: dict[str, Any], folder: str | Path, stem: str = "search_vs_budg
             low = np.array([r["ci_low"] for r in rows])
             high = np.array([r["ci_high"] for r in rows])
             marker = "*" if agent == BASELINE else "o"
-            line = ax.errorbar(x, y, yerr=[y - low, high - y], marker=marker, markersize=7, capsize=3, label=agent)
+            style = "--" if agent in REFERENCES else "-"  # oracle reference lines are dashed
+            line = ax.errorbar(x, y, yerr=[y - low, high - y], marker=marker, markersize=7, capsize=3, label=agent,
+                               linestyle=style)
             if len(rows) > 1:
                 ax.fill_between(x, low, high, alpha=0.12, color=line[0].get_color())
             for row, xi, yi in zip(rows, x, y):

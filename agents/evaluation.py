@@ -1,4 +1,5 @@
-"""Held-out evaluation of a policy (greedy, pass@k, maj@k) and of a PRM (AUROC, MAE)."""
+"""Held-out evaluation of a policy (greedy, pass@k, maj@k) and of a PRM (AUROC, MAE; against
+exact solvability on planning tasks)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.models.base import Policy, SamplingConfig
+from agents.models.base import Policy, SamplingConfig, ValueModel
 from agents.models.hf_value import HFValueModel
-from agents.search.traces import solution_state
+from agents.search.traces import prefixes, solution_state
 from agents.search.voting import majority
-from reasoning_gym import Problem, ReasoningState, Verifier, default_verifier, grade, grade_answer
+from reasoning_gym import Problem, ReasoningState, Verifier, default_verifier, grade, grade_answer, solvable
 
 
 @dataclass(frozen=True)
@@ -129,3 +130,82 @@ def evaluate_value_model(value_model: HFValueModel, problems: Sequence[Problem],
     predicted = value_model.score_texts(texts)
     mae = float(np.mean(np.abs(np.asarray(predicted) - np.asarray(targets))))
     return ValueEvaluation(len(texts), auroc(predicted, labels), mae)
+
+
+@dataclass(frozen=True)
+class OracleValueEvaluation:
+    """How well a value model ranks states by exact solvability (planning tasks).
+
+    Attributes:
+        states: distinct states scored (every prefix of the policy's samples).
+        solvable_share: fraction of them from which the target can still be made.
+        auroc: pooled AUROC against solvability (None when every state is of one kind).
+        sibling_auroc: AUROC over pairs with the same parent state (the choice
+            tree search makes); None when no parent has both kinds of children.
+        by_depth: {steps taken: AUROC among states of that depth (None if one-sided)}.
+        calibration: reliability bins, each ``{"low", "high", "count",
+            "mean_value", "solvable"}``: the mean predicted value and the fraction
+            solvable of the states whose value falls in [low, high).
+    """
+
+    states: int
+    solvable_share: float
+    auroc: float | None
+    sibling_auroc: float | None
+    by_depth: dict[int, float | None]
+    calibration: list[dict[str, float]]
+
+
+def evaluate_value_against_oracle(
+    value_model: ValueModel,
+    policy: Policy,
+    problems: Sequence[Problem],
+    samples: int = 8,
+    temperature: float = 1.0,
+    seed: int = 0,
+    max_new_tokens: int = 160,
+    bins: int = 10,
+    show_progress: bool = True,
+) -> OracleValueEvaluation:
+    """Score every state of `policy`'s `samples` solutions per problem and compare with `solvable`.
+
+    The states are the policy's own (wrong moves and illegal steps included), as
+    the issue of "how good is this PRM for search" needs: the states search meets.
+    """
+    sampling = SamplingConfig(temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
+    states: dict[str, tuple[ReasoningState, str]] = {}
+    for start in tqdm(range(0, len(problems), 32), desc="sample states", disable=not show_progress):
+        chunk = list(problems[start : start + 32])
+        generation = policy.sample_solutions([ReasoningState(p) for p in chunk], samples, sampling)
+        for problem, texts in zip(chunk, generation.texts):
+            for text in texts:
+                trace = solution_state(problem, text)
+                for state in prefixes(trace):
+                    states.setdefault(state.text, (state, ReasoningState(problem, state.steps[:-1]).text))
+    ordered = list(states.values())
+    values = value_model.score([state for state, _ in ordered]).values
+    labels = [int(solvable(state)) for state, _ in ordered]
+    depths = [len(state.steps) for state, _ in ordered]
+    by_depth: dict[int, float | None] = {}
+    for depth in sorted(set(depths)):
+        chosen = [k for k, d in enumerate(depths) if d == depth]
+        kinds = {labels[k] for k in chosen}
+        by_depth[depth] = auroc([values[k] for k in chosen], [labels[k] for k in chosen]) if len(kinds) == 2 else None
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    calibration = []
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = [k for k, v in enumerate(values) if low <= v < high or (high == 1.0 and v == 1.0)]
+        if inside:
+            calibration.append({
+                "low": float(low), "high": float(high), "count": len(inside),
+                "mean_value": float(np.mean([values[k] for k in inside])),
+                "solvable": float(np.mean([labels[k] for k in inside])),
+            })
+    return OracleValueEvaluation(
+        states=len(ordered),
+        solvable_share=float(np.mean(labels)) if labels else 0.0,
+        auroc=auroc(values, labels) if len(set(labels)) == 2 else None,
+        sibling_auroc=grouped_auroc(values, labels, [parent for _, parent in ordered]),
+        by_depth=by_depth,
+        calibration=calibration,
+    )

@@ -176,6 +176,25 @@ def test_a_leaf_without_valid_proposals_is_a_dead_end():
     assert result.tree.terminal[0] and len(policy.calls) == 2
 
 
+def test_a_saturated_node_is_expanded_again_with_new_steps_when_widening():
+    # The root's first two children state wrong answers (terminal): the tree is saturated.
+    steps = {(): [ANSWER_12, "The answer is 10", ANSWER_14, "The answer is 11"]}
+    values = {(ANSWER_12,): 0.2, ("The answer is 10",): 0.1, (ANSWER_14,): 0.95}
+    result = mcts(ScriptedPolicy(steps), ScriptedPRM(values), iterations=5, branch=2).solve([TOY], Budget())[0]
+    tree = result.tree
+    assert [tree.step(n) for n in tree.children[0]] == [ANSWER_12, "The answer is 10", ANSWER_14, "The answer is 11"]
+    assert result.answer == "14" and result.stop_reason == "solved"
+    reference = mcts(ScriptedPolicy(steps), ScriptedPRM(values), iterations=5, branch=2, widen=False)
+    closed = reference.solve([TOY], Budget())[0]
+    assert closed.stop_reason == "exhausted" and len(closed.tree.children[0]) == 2 and closed.answer == "12"
+
+
+def test_a_saturated_node_without_new_steps_becomes_a_dead_end():
+    steps = {(): [ANSWER_12, "The answer is 10", ANSWER_12, "The answer is 10"]}  # only repeats the second time
+    result = mcts(ScriptedPolicy(steps), ScriptedPRM(), iterations=9, branch=2, max_retries=0).solve([TOY], Budget())[0]
+    assert result.stop_reason == "exhausted" and result.tree.terminal[0] and len(result.tree.children[0]) == 2
+
+
 # --- budget ----------------------------------------------------------------------------
 
 

@@ -67,3 +67,19 @@ class NoisyOracleValue(OracleValue):
         digest = hashlib.sha256(f"{self.seed}|{state.text}".encode()).digest()
         draw = random.Random(int.from_bytes(digest[:8], "big")).gauss(0.0, self.noise) if self.noise else 0.0
         return min(1.0, max(0.0, oracle_value(state) + draw))
+
+
+def oracle_from_spec(spec: str) -> OracleValue | None:
+    """``"oracle"`` -> `OracleValue`; ``"noisy-oracle:SIGMA"`` or ``"noisy-oracle:SIGMA:SEED"``
+    -> `NoisyOracleValue`; anything else -> None (not an oracle). ValueError for a bad SIGMA."""
+    if spec == "oracle":
+        return OracleValue()
+    if not spec.startswith("noisy-oracle"):
+        return None
+    parts = spec.split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        return NoisyOracleValue(float(parts[1]), int(parts[2]) if len(parts) == 3 else 0)
+    except ValueError:
+        raise ValueError(f"value {spec!r}: expected 'noisy-oracle:SIGMA' or 'noisy-oracle:SIGMA:SEED' with SIGMA >= 0") from None

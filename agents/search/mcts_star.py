@@ -16,11 +16,17 @@ Node values are the PRM's raw scores V(s) in [0, 1]. One iteration:
    node's value to the visit-weighted mean of its visited children's values.
 
 A node is terminal (never expanded) when it states a final answer, hits an
-episode limit, has a value >= `end_gate`, or got no valid proposal. A selected
-terminal leaf is only backed up. The search of a problem stops after
-`iterations`, when no expandable leaf is left, when its next call might exceed
-the budget, or (unless `data_mode`) as soon as a node that states an answer
-reaches `end_gate`.
+episode limit (or, on planning tasks, is an illegal move), has a value >=
+`end_gate`, or got no valid proposal. A selected terminal leaf is only backed
+up. With `widen` (the default), an expanded node all of whose children are
+terminal is *saturated*: selection stops there and expands it again with up to
+`branch` new distinct steps (its existing children's steps excluded), so a small
+tree (a short-horizon planning task) does not end the search while budget is
+left; a saturated node that gets no new proposal becomes a dead end. The
+reference expands a node once (``widen: false``). The search of a problem stops
+after `iterations`, when no expandable node is left, when its next call might
+exceed the budget, or (unless `data_mode`) as soon as a node that states an
+answer reaches `end_gate`.
 
 Answer (``answer_mode``), among the tree's leaves:
 
@@ -73,6 +79,8 @@ class MCTSStarConfig(SamplingOptions):
         roll_branch: proposals per roll-forward step, the PRM-best one taken
             (reference: 1).
         max_retries: extra asks per rejected proposal (reference: 3).
+        widen: expand a saturated node again (all its children terminal) instead
+            of ending the search when every leaf is terminal (the reference: False).
         answer_mode: "best" or "vote" (see the module docstring).
         data_mode: run every iteration even after a node reaches the end gate,
             and grade every answer node against the oracle (for training data).
@@ -87,6 +95,7 @@ class MCTSStarConfig(SamplingOptions):
     roll_forward_steps: int = 3
     roll_branch: int = 1
     max_retries: int = 3
+    widen: bool = True
     answer_mode: str = "best"
     data_mode: bool = False
 
@@ -127,10 +136,13 @@ def uct(exploration: float, unvisited_bonus: float) -> SelectChild:
     return select_child
 
 
-def simulate(tree: Tree, select_child: SelectChild) -> int:
-    """The leaf reached from the root by `select_child`: an unexpanded or terminal node."""
+def simulate(tree: Tree, select_child: SelectChild, widen: bool = False) -> int:
+    """The node reached from the root by `select_child`: an unexpanded or terminal node,
+    or with `widen` a saturated one (expanded, every child terminal; see `Tree.saturated`)."""
     node = ROOT
     while tree.expanded[node] and not tree.terminal[node]:
+        if widen and tree.saturated(node):
+            return node
         node = select_child(tree, node)
     return node
 
@@ -173,7 +185,7 @@ class MCTSStar:
         solved: list[int | None] = [None] * len(problems)  # the first answer node reaching end_gate
         reasons = ["iterations"] * len(problems)
         for _ in range(config.iterations):
-            leaves = {i: simulate(tree, self.select_child) for i, tree in enumerate(trees) if ledger.open(i)}
+            leaves = {i: simulate(tree, self.select_child, config.widen) for i, tree in enumerate(trees) if ledger.open(i)}
             if not leaves:
                 break
             to_expand = {i: leaf for i, leaf in leaves.items() if not trees[i].terminal[leaf]}
@@ -186,7 +198,7 @@ class MCTSStar:
                 if solved[i] is None:
                     solved[i] = self.first_solution(tree, leaf)
                 stop_solved = solved[i] is not None and not config.data_mode
-                if ledger.open(i) and (stop_solved or not tree.open_leaves()):
+                if ledger.open(i) and (stop_solved or not tree.expandable(config.widen)):
                     reasons[i] = "solved" if stop_solved else "exhausted"
                     ledger.close(i)
         ledger.close_all()
@@ -201,10 +213,14 @@ class MCTSStar:
 
         One batched policy call (plus retries) and one batched PRM call. A leaf
         whose problem ran out of budget meanwhile stays unexpanded; a leaf with
-        no valid proposal becomes a terminal dead end, as in the reference.
+        no valid proposal becomes a terminal dead end, as in the reference. A
+        saturated node (widening) gets new children distinct from its old ones.
         """
         config = self.config
-        requests = [(i, trees[i].state[leaf], ()) for i, leaf in leaves.items()]
+        requests = [
+            (i, trees[i].state[leaf], tuple(trees[i].step(child) for child in trees[i].children[leaf]))
+            for i, leaf in leaves.items()
+        ]
         proposals = propose_children(
             ledger, self.policy, requests, config.branch, config.sampling, limits, config.max_retries
         )

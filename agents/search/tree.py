@@ -100,6 +100,14 @@ class Tree:
         """Leaves that can still be expanded."""
         return [node for node in self.leaves() if not self.terminal[node]]
 
+    def saturated(self, node: int) -> bool:
+        """An expanded, non-terminal node whose children are all terminal."""
+        return self.expanded[node] and not self.terminal[node] and all(self.terminal[c] for c in self.children[node])
+
+    def expandable(self, widen: bool = False) -> bool:
+        """Whether any node can still be expanded: an open leaf, or with `widen` a saturated node."""
+        return bool(self.open_leaves()) or (widen and any(self.saturated(node) for node in range(len(self))))
+
     # --- oracle ------------------------------------------------------------------
 
     def grade_answers(self, verifier: Verifier | None = None) -> None:

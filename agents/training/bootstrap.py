@@ -1,8 +1,16 @@
 """The bootstrap of Algorithm 1: train pi_0 (policy) and V_0 (PRM) from scratch, offline.
 
-    problems  = synthetic training split with reference steps
-    pi_0      = SFT of a tiny Llama on D_S0 (solutions + arithmetic drills)   [TRL SFTTrainer]
+    problems  = the training split of a source with reference steps
+    pi_0      = SFT of a tiny Llama on D_S0                                   [TRL SFTTrainer]
     V_0       = pi_0's backbone + a scalar head, soft-target regression on D_V0   [transformers Trainer]
+
+What D_S0 and D_V0 hold depends on the task of the problems (`TASK_DATA`):
+
+- answer tasks (synthetic word problems): reference solutions plus arithmetic
+  drills; reference prefixes and corrupted steps (`bootstrap_data`);
+- planning tasks (Countdown, Game of 24): several random solver solutions per
+  puzzle; the states of pi_0's own samples labelled from exact distances to a
+  solution (`planning_data`).
 
 Both models are cached under ``$REST_MCTS_HOME`` in folders keyed by a hash of the
 config that shapes them (see `agents.artifacts`): a second call reuses them, a
@@ -13,7 +21,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +34,43 @@ from agents.models.hf_policy import HFPolicy
 from agents.models.hf_value import HFValueModel
 from agents.models.loading import load_value_backbone
 from agents.models.tiny import TinyModelConfig, build_policy_model, build_tokenizer
-from agents.training.bootstrap_data import policy_dataset, value_dataset
+from agents.training import bootstrap_data, planning_data
 from agents.training.policy_sft import SFTSettings, train_policy
 from agents.training.value_training import ValueSettings, train_value_model
+from agents.models.base import SamplingConfig
 from reasoning_gym import ProblemSet, make_source, render_state
+from reasoning_gym.sources.base import source_kwargs
 
-FORMAT_VERSION = 3  # bump when a change to the code alters what a config builds
+FORMAT_VERSION = 4  # bump when a change to the code alters what a config builds
+
+
+@dataclass(frozen=True)
+class PlanningDataSettings:
+    """How D_S0 and D_V0 are built for planning tasks (ignored for word problems).
+
+    Attributes:
+        solutions: random solver solutions per training puzzle in D_S0.
+        value_problems: training puzzles pi_0 samples on for D_V0.
+        value_samples: pi_0 samples per puzzle; every state of each is labelled.
+        value_temperature: pi_0's sampling temperature for D_V0.
+        value_walks: random legal-move walks per training puzzle (all of them)
+            whose states are added to D_V0 (0: none).
+        max_new_tokens: cap per sampled solution.
+    """
+
+    solutions: int = 3
+    value_problems: int = 2000
+    value_samples: int = 8
+    value_temperature: float = 1.0
+    value_walks: int = 0
+    max_new_tokens: int = 160
+
+    def __post_init__(self) -> None:
+        if self.value_walks < 0:
+            raise ValueError(f"PlanningDataSettings.value_walks must be >= 0, got {self.value_walks}")
+        for name in ("solutions", "value_problems", "value_samples", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"PlanningDataSettings.{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -40,20 +79,29 @@ class BootstrapConfig:
 
     Attributes:
         seed: seeds problem generation, initialisation and training.
-        difficulty: synthetic difficulty of the training problems: a preset name
-            (see `reasoning_gym.sources.synthetic.DIFFICULTIES`) or a mapping of
-            `SyntheticConfig` fields.
-        train_problems: size of the synthetic training split used.
-        drill_fraction: share of bare arithmetic drills in D_S0.
+        source: the problem source of the training problems: "synthetic" (word
+            problems), "countdown" or "game24" (planning).
+        difficulty: difficulty of the training problems: a preset name of the
+            source (`reasoning_gym.sources.synthetic.DIFFICULTIES`,
+            `reasoning_gym.sources.puzzles.COUNTDOWN_PRESETS`) or a mapping of its
+            config fields.
+        train_problems: size of the training split used.
+        exclude: a file of puzzles kept out of every training set (planning
+            sources; e.g. a published test set, see `read_puzzle_file`).
+        drill_fraction: share of bare arithmetic drills in D_S0 (word problems).
+        planning: D_S0 / D_V0 settings of planning tasks.
         model: shape of both tiny models.
         policy: SFT hyperparameters of pi_0.
         value: regression hyperparameters of V_0.
     """
 
     seed: int = 0
+    source: str = "synthetic"
     difficulty: str | dict[str, Any] = "basic"
     train_problems: int = 20000
+    exclude: str | None = None
     drill_fraction: float = 0.3
+    planning: PlanningDataSettings = field(default_factory=PlanningDataSettings)
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
     policy: SFTSettings = field(default_factory=lambda: SFTSettings(max_steps=900, batch_size=32, learning_rate=3e-3))
     value: ValueSettings = field(default_factory=lambda: ValueSettings(max_steps=300, batch_size=32))
@@ -66,20 +114,30 @@ class BootstrapConfig:
         self.model.validate()
 
     def data_config(self) -> dict[str, Any]:
-        return {"seed": self.seed, "difficulty": self.difficulty, "train_problems": self.train_problems}
+        data = {"seed": self.seed, "source": self.source, "difficulty": self.difficulty, "train_problems": self.train_problems}
+        if self.exclude is not None:
+            data["exclude"] = self.exclude
+        return data
 
     def policy_key(self) -> dict[str, Any]:
+        data = {"drill_fraction": self.drill_fraction} if self.task == "answer" else {"solutions": self.planning.solutions}
         return {
             "format": FORMAT_VERSION,
             **self.data_config(),
-            "drill_fraction": self.drill_fraction,
+            **data,
             "model": to_dict(self.model),
             "policy": to_dict(self.policy),
         }
 
     def value_key(self) -> dict[str, Any]:
         # V_0 starts from pi_0's backbone, so it depends on everything pi_0 does.
-        return {**self.policy_key(), "value": to_dict(self.value)}
+        data = {} if self.task == "answer" else {"planning": to_dict(self.planning)}
+        return {**self.policy_key(), **data, "value": to_dict(self.value)}
+
+    @property
+    def task(self) -> str:
+        """The task of the training problems (the first one's; a source has one task)."""
+        return training_problems(replace(self, train_problems=1))[0].task
 
 
 @dataclass(frozen=True)
@@ -98,9 +156,47 @@ class BootstrapResult:
 
 
 def training_problems(config: BootstrapConfig) -> ProblemSet:
-    return make_source(
-        "synthetic", split="train", size=config.train_problems, seed=config.seed, difficulty=config.difficulty
+    """The training split of the config's source (puzzles in `exclude` left out)."""
+    kwargs = source_kwargs(
+        config.source,
+        split="train",
+        size=config.train_problems,
+        seed=config.seed,
+        difficulty=config.difficulty,
+        exclude=config.exclude,
     )
+    return make_source(config.source, **kwargs)
+
+
+def _word_policy_data(config: BootstrapConfig, problems: ProblemSet, eos: str):
+    return bootstrap_data.policy_dataset(problems.problems, eos, config.drill_fraction, config.seed)
+
+
+def _word_value_data(config: BootstrapConfig, problems: ProblemSet, policy_dir: Path, progress: bool):
+    return bootstrap_data.value_dataset(problems.problems, config.seed)
+
+
+def _planning_policy_data(config: BootstrapConfig, problems: ProblemSet, eos: str):
+    return planning_data.policy_dataset(problems.problems, eos, config.planning.solutions, config.seed)
+
+
+def _planning_value_data(config: BootstrapConfig, problems: ProblemSet, policy_dir: Path, progress: bool):
+    settings = config.planning
+    policy = HFPolicy.from_pretrained(str(policy_dir), prompt_format="plain")
+    sampling = SamplingConfig(temperature=settings.value_temperature, max_new_tokens=settings.max_new_tokens, seed=config.seed)
+    chosen = problems.problems[: settings.value_problems]
+    rows = planning_data.value_rows(
+        policy, chosen, settings.value_samples, sampling, problems.problems, settings.value_walks, config.seed,
+        show_progress=progress,
+    )
+    return planning_data.value_dataset(rows, config.seed)
+
+
+TASK_DATA = {
+    "answer": (_word_policy_data, _word_value_data),
+    "countdown": (_planning_policy_data, _planning_value_data),
+}
+"""task name -> (D_S0 builder, D_V0 builder)."""
 
 
 def bootstrap(config: BootstrapConfig | None = None, home: Path | None = None, show_progress: bool = True) -> BootstrapResult:
@@ -115,12 +211,18 @@ def bootstrap(config: BootstrapConfig | None = None, home: Path | None = None, s
         problems = problems or training_problems(config)
         return problems
 
+    def data_builders():
+        task = problems_once()[0].task
+        if task not in TASK_DATA:
+            raise ValueError(f"the bootstrap has no training data builder for task {task!r}; known: {sorted(TASK_DATA)}")
+        return TASK_DATA[task]
+
     def build_policy(out: Path) -> dict[str, Any]:
         set_seed(config.seed)
         corpus = (render_state(p.question, p.steps) for p in problems_once())
         tokenizer = build_tokenizer(config.model, corpus)
         model = build_policy_model(config.model, tokenizer)
-        data = policy_dataset(problems_once().problems, tokenizer.eos_token, config.drill_fraction, config.seed)
+        data = data_builders()[0](config, problems_once(), tokenizer.eos_token)
         started = time.time()
         train_policy(model, tokenizer, data, config.policy, str(out / "trainer"), config.seed, show_progress)
         _save(model, tokenizer, out)
@@ -130,8 +232,9 @@ def bootstrap(config: BootstrapConfig | None = None, home: Path | None = None, s
         set_seed(config.seed)
         # The PRM starts from pi_0's backbone (it already reads problems and does
         # arithmetic) with a fresh scalar head, which learns far faster than from scratch.
+        data = data_builders()[1](config, problems_once(), policy_dir, show_progress)
+        set_seed(config.seed)
         model, tokenizer = load_value_backbone(str(policy_dir))
-        data = value_dataset(problems_once().problems, config.seed)
         started = time.time()
         train_value_model(model, tokenizer, data, config.value, str(out / "trainer"), config.seed, show_progress)
         _save(model, tokenizer, out)

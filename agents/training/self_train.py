@@ -75,7 +75,7 @@ from agents.training.self_rewarding import SelfRewardingSettings
 from agents.training.tree_targets import TreeTargets, label_tree
 from agents.training.value_training import ValueSettings
 from agents.training.weighted_nll import WeightedNLLSettings
-from reasoning_gym import EpisodeLimits, Problem, grade
+from reasoning_gym import EpisodeLimits, Problem, get_task, grade
 
 METHODS = ("rest_mcts", "rest_em", "self_rewarding", "weighted_nll")
 STAGES = ("search", "buffer", "policy", "value", "eval")
@@ -219,8 +219,9 @@ class EvalSettings:
         budget: per-problem budget of the evaluation search (fixed across iterations).
         limits: episode limits.
         batch_size: problems per lockstep batch.
-        prm_auroc: also report the PRM's AUROC (correct vs corrupted steps), when
-            the problems have reference steps.
+        prm_auroc: also report the PRM's AUROC: planning tasks against exact
+            solvability on the policy's own states (pooled and among siblings);
+            word problems with reference steps, correct vs corrupted steps.
     """
 
     problems: ProblemsConfig = field(default_factory=lambda: ProblemsConfig(split="test", size=100))
@@ -730,7 +731,7 @@ class SelfTrainer:
 
     def stage_eval(self, iteration: int) -> dict[str, Any]:
         """Greedy CoT and MCTS* accuracy of (pi_i, V_i) on the held-out problems."""
-        from agents.evaluation import evaluate_policy, evaluate_value_model
+        from agents.evaluation import evaluate_policy, evaluate_value_against_oracle, evaluate_value_model
 
         config = self.config
         settings = config.eval
@@ -761,7 +762,11 @@ class SelfTrainer:
             "mcts_accuracy": right / max(1, len(problems)),
             "mcts_usage": usage.to_dict() if usage is not None else {},
         }
-        if settings.prm_auroc and problems and all(p.steps for p in problems):
+        if settings.prm_auroc and problems and get_task(problems[0].task).has_oracle:
+            # Planning tasks: AUROC against exact solvability on the policy's own states.
+            oracle = evaluate_value_against_oracle(value, policy, problems, seed=seed, show_progress=config.show_progress)
+            record.update(prm_auroc=oracle.auroc, prm_sibling_auroc=oracle.sibling_auroc)
+        elif settings.prm_auroc and problems and all(p.steps for p in problems):
             quality = evaluate_value_model(value, problems, seed=seed)
             record.update(prm_auroc=quality.auroc, prm_mae=quality.mae)
         return record

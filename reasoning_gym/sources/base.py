@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import overload
@@ -102,3 +103,28 @@ def make_source(name: str, **kwargs) -> ProblemSet:
     except KeyError:
         raise KeyError(f"unknown problem source {name!r}; available: {', '.join(available_sources())}") from None
     return factory(**kwargs)
+
+
+def source_kwargs(name: str, **candidates) -> dict:
+    """The `candidates` that source `name`'s factory accepts, None values dropped.
+
+    Lets generic callers (configs, the bootstrap) offer ``size``, ``seed``,
+    ``difficulty``, ``path``... to any source; ``size`` is passed as ``limit`` to
+    file loaders, which take that instead. KeyError for an unknown source.
+    """
+    parameters = _parameters(name)
+    if "size" in candidates and "size" not in parameters and "limit" in parameters:
+        candidates["limit"] = candidates.pop("size")
+    return {key: value for key, value in candidates.items() if key in parameters and value is not None}
+
+
+def required_parameters(name: str) -> set[str]:
+    """The keyword arguments source `name` cannot do without (e.g. ``{"path"}`` for file loaders)."""
+    return {key for key, parameter in _parameters(name).items() if parameter.default is inspect.Parameter.empty}
+
+
+def _parameters(name: str) -> dict[str, inspect.Parameter]:
+    factory = _SOURCES.get(name)
+    if factory is None:
+        raise KeyError(f"unknown problem source {name!r}; available: {', '.join(available_sources())}")
+    return dict(inspect.signature(factory).parameters)

@@ -19,7 +19,9 @@ only chooses moves. A step that states an answer without a move (``The answer is
 (13 - 9) * (10 - 4)``, as a prompted LLM writes it) is graded as written.
 
 Terminal states: a stated answer (after the last move or in an answer step), or
-an illegal step. A step is illegal when it is not a move and states no answer,
+an illegal step, which the engine records with its verdict, e.g.
+``13 - 9 = 5 (illegal: 13 - 9 is not 5)`` (an illegal move is kept up to its
+``(left: ...)`` list). A step is illegal when it is not a move and states no answer,
 uses a number that is not left (each copy once), has wrong arithmetic, breaks the
 rules (an operation not allowed, a negative or fractional result where the puzzle
 forbids them, division by zero), or lists the wrong numbers left. An illegal step
@@ -49,6 +51,7 @@ from reasoning_gym.tasks.base import Task, register_task
 from reasoning_gym.tasks.expression import (
     ArithmeticRules,
     Exact,
+    MAX_NUMBER_DIGITS,
     ExpressionError,
     evaluate_expression,
     format_number,
@@ -56,7 +59,7 @@ from reasoning_gym.tasks.expression import (
 )
 from reasoning_gym.verifier import Verifier
 
-_NUM = r"-?\d{1,6}(?:/\d{1,6})?"
+_NUM = rf"-?\d{{1,{MAX_NUMBER_DIGITS}}}(?:/\d{{1,{MAX_NUMBER_DIGITS}}})?"  # every value the rules allow
 _MOVE = re.compile(
     rf"^\s*({_NUM})\s*([-+*/x×÷])\s*({_NUM})\s*=\s*({_NUM})\s*(?:\(\s*left\s*:?\s*([^)]*)\))?"
 )
@@ -153,6 +156,11 @@ def _take(left: tuple[tuple[Exact, str], ...], value: Exact) -> tuple[str, tuple
     return None
 
 
+def _illegal(board: Board, shown: str, reason: str) -> tuple[Board, str]:
+    """The finished board of an illegal step and its rendering, ``"{shown} (illegal: {reason})"``."""
+    return Board(board.left, illegal=reason), f"{shown.strip()} (illegal: {reason})"
+
+
 def play(board: Board, step: str, puzzle: Puzzle) -> tuple[Board, str]:
     """The board after `step` and the step as the engine renders it (see the module docstring)."""
     if board.finished:
@@ -162,22 +170,23 @@ def play(board: Board, step: str, puzzle: Puzzle) -> tuple[Board, str]:
         stated = extract_answer(step)
         if stated is not None:
             return Board(board.left, answer=_canonical_answer(stated)), step
-        return Board(board.left, illegal="not a move (a op b = c) and states no answer"), step
+        return _illegal(board, step, "not a move (a op b = c) and states no answer")
+    move = match[0]  # an illegal move is shown up to its (left: ...) list; what follows is dropped
     try:
         a, b, claimed = parse_number(match[1]), parse_number(match[3]), parse_number(match[4])
     except ExpressionError as error:
-        return Board(board.left, illegal=str(error)), step
+        return _illegal(board, move, str(error))
     op = _OPERATOR_ALIASES.get(match[2], match[2])
     first = _take(board.left, a)
     second = _take(first[1], b) if first else None
     if first is None or second is None:
-        return Board(board.left, illegal=f"{match[1]} and {match[3]} are not both left"), step
+        return _illegal(board, move, f"{match[1]} and {match[3]} are not both left")
     try:
         result = puzzle.rules.apply(a, op, b)
     except ExpressionError as error:
-        return Board(board.left, illegal=str(error)), step
+        return _illegal(board, move, str(error))
     if result != claimed:
-        return Board(board.left, illegal=f"{match[1]} {op} {match[3]} is not {match[4]}"), step
+        return _illegal(board, move, f"{match[1]} {op} {match[3]} is not {match[4]}")
     expression = f"{_wrap(first[0])} {op} {_wrap(second[0])}"
     left = tuple(sorted(second[1] + ((result, expression),), key=lambda item: item[0]))
     if match[5] is not None:
@@ -186,7 +195,7 @@ def play(board: Board, step: str, puzzle: Puzzle) -> tuple[Board, str]:
         except ExpressionError:
             listed = None
         if listed != solver.normalize(value for value, _ in left):
-            return Board(board.left, illegal=f"the numbers left are not {match[5].strip()!r}"), step
+            return _illegal(board, move, f"the numbers left are not {match[5].strip()}")
     rendered = f"{format_number(a)} {op} {format_number(b)} = {format_number(result)} (left: {' '.join(format_number(v) for v, _ in left)})"
     if len(left) == 1:
         return Board(left, answer=expression), f"{rendered} The answer is {expression}"

@@ -27,6 +27,7 @@ MAX_EXPRESSION_CHARS = 256
 MAX_LITERAL_DIGITS = 6
 MAX_DEPTH = 32
 MAX_MAGNITUDE = 10**12
+MAX_NUMBER_DIGITS = len(str(MAX_MAGNITUDE))  # widest numerator/denominator a legal value can have
 
 _TOKEN = re.compile(r"\s*(?:(\d+)|(.))")
 _OPERATOR_ALIASES = {"x": "*", "×": "*", "∗": "*", "·": "*", "÷": "/", "−": "-"}
@@ -104,7 +105,7 @@ def format_number(value: Fraction | int) -> str:
     return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
 
 
-_NUMBER = re.compile(r"^\s*(-?\d{1,%d})(?:\s*/\s*(\d{1,%d}))?\s*$" % (MAX_LITERAL_DIGITS, MAX_LITERAL_DIGITS))
+_NUMBER = re.compile(r"^\s*(-?\d{1,%d})(?:\s*/\s*(\d{1,%d}))?\s*$" % (MAX_NUMBER_DIGITS, MAX_NUMBER_DIGITS))
 
 
 def parse_number(text: str) -> Exact:

@@ -1,0 +1,119 @@
+"""The bootstrap datasets of Algorithm 1 for planning tasks (Countdown, Game of 24).
+
+D_S0 holds solver solutions of training puzzles: `solutions` independent random
+solutions per puzzle (a uniformly random winning move at each state), rendered
+exactly as the environment records them, so pi_0 sees many ways to the target.
+
+D_V0 holds the states of pi_0's own samples on training puzzles, every prefix
+of the reference solutions, and the states of random legal walks (cheap, no
+model call, mostly off the path to the target), each labelled with the ReST-MCTS* quality
+value computed from exact distances to a correct answer
+(`reasoning_gym.steps_to_solve` decides which steps lie on a path to one; see
+`value_targets.trace_quality_values`). Labelling pi_0's own states is what makes
+V_0 judge the states search will meet, wrong moves and illegal steps included.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import replace
+
+from datasets import Dataset
+from tqdm.auto import tqdm
+
+from agents.models.base import Policy, SamplingConfig
+from agents.search.traces import prefixes, solution_state
+from agents.training.value_targets import trace_quality_values
+from reasoning_gym import Problem, ReasoningState, render_state, steps_to_solve
+from reasoning_gym.sources.puzzles import puzzle_problem, solution_steps
+from reasoning_gym.tasks import solver
+from reasoning_gym.tasks.countdown import puzzle_of
+
+
+def solution_texts(problems: Sequence[Problem], eos: str, solutions: int, seed: int) -> list[str]:
+    """`solutions` rendered random solver solutions per problem (the first is its reference)."""
+    rng = random.Random(seed)
+    texts = []
+    for problem in problems:
+        texts.append(render_state(problem.question, problem.steps) + eos)
+        for _ in range(solutions - 1):
+            other = puzzle_problem(puzzle_of(problem), problem.id, rng)
+            texts.append(render_state(other.question, other.steps) + eos)
+    rng.shuffle(texts)
+    return texts
+
+
+def policy_dataset(problems: Sequence[Problem], eos: str, solutions: int, seed: int) -> Dataset:
+    """D_S0 as a ``{"text"}`` dataset (see the module docstring)."""
+    if not problems:
+        raise ValueError("D_S0 needs at least one training puzzle")
+    return Dataset.from_dict({"text": solution_texts(problems, eos, solutions, seed)})
+
+
+def labelled_states(state: ReasoningState) -> list[tuple[ReasoningState, float]]:
+    """Every prefix of the trace `state` with its exact quality value."""
+    root = steps_to_solve(ReasoningState(state.problem))
+    if root is None:
+        raise ValueError(f"problem {state.problem.id!r} cannot be solved; it has no value targets")
+    states = prefixes(state)
+    return list(zip(states, trace_quality_values(root, [steps_to_solve(s) for s in states])))
+
+
+def random_walks(problem: Problem, walks: int, rng: random.Random) -> list[ReasoningState]:
+    """`walks` traces of uniformly random legal moves from the start to the last number.
+
+    Cheap states with exact labels (no model call): most leave the path to the
+    target early, so they teach V_0 which boards can still make it.
+    """
+    puzzle = puzzle_of(problem)
+    traces = []
+    for _ in range(walks):
+        numbers, moves = solver.normalize(puzzle.numbers), []
+        while len(numbers) > 1:
+            options = solver.legal_moves(numbers, puzzle.rules)
+            if not options:
+                break
+            moves.append(rng.choice(options))
+            numbers = solver.after(numbers, moves[-1])
+        traces.append(ReasoningState(problem, solution_steps(puzzle, moves)))
+    return traces
+
+
+def value_rows(
+    policy: Policy,
+    problems: Sequence[Problem],
+    samples: int,
+    sampling: SamplingConfig,
+    walk_problems: Sequence[Problem] = (),
+    walks: int = 0,
+    seed: int = 0,
+    batch_problems: int = 64,
+    show_progress: bool = True,
+) -> dict[str, float]:
+    """{state text: quality value} over pi_0's `samples` solutions per problem of `problems`
+    and their reference prefixes, plus `walks` random legal walks per problem of `walk_problems`."""
+    rows: dict[str, float] = {}
+    rng = random.Random(seed)
+    for problem in walk_problems:
+        for trace in random_walks(problem, walks, rng):
+            rows.update((state.text, value) for state, value in labelled_states(trace))
+    for start in tqdm(range(0, len(problems), batch_problems), desc="label pi_0 samples", disable=not show_progress):
+        chunk = list(problems[start : start + batch_problems])
+        batch_sampling = replace(sampling, seed=None if sampling.seed is None else sampling.seed + start)
+        generation = policy.sample_solutions([ReasoningState(p) for p in chunk], samples, batch_sampling)
+        for problem, texts in zip(chunk, generation.texts):
+            traces = [solution_state(problem, text) for text in texts]
+            traces.append(ReasoningState(problem, problem.steps))
+            for trace in traces:
+                rows.update((state.text, value) for state, value in labelled_states(trace))
+    return rows
+
+
+def value_dataset(rows: dict[str, float], seed: int) -> Dataset:
+    """D_V0 as a shuffled ``{"text", "target"}`` dataset."""
+    if not rows:
+        raise ValueError("D_V0 is empty: no labelled state")
+    items = sorted(rows.items())
+    random.Random(seed).shuffle(items)
+    return Dataset.from_dict({"text": [text for text, _ in items], "target": [value for _, value in items]})

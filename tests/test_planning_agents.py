@@ -1,0 +1,201 @@
+"""Agents on the planning task: oracle value models, the planning bootstrap data, and a
+reduced end-to-end run (bootstrap, search comparison with oracle references, one
+ReST-MCTS* self-training iteration) on Countdown."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+
+from agents.compare import CompareConfig, ProblemsConfig, load_models, run_comparison
+from agents.config import ConfigError, from_dict
+from agents.models.oracle import NoisyOracleValue, OracleValue, oracle_from_spec, oracle_value
+from agents.models.tiny import TinyModelConfig
+from agents.search.traces import solution_state
+from agents.training import planning_data
+from agents.training.bootstrap import BootstrapConfig, PlanningDataSettings, bootstrap
+from agents.training.policy_sft import SFTSettings
+from agents.training.self_train import SelfTrainConfig, SelfTrainer
+from agents.training.value_targets import correct_path_values, trace_quality_values, wrong_step_value
+from agents.training.value_training import ValueSettings
+from reasoning_gym import EpisodeLimits, ReasoningState, apply_step, grade, make_source, solvable
+
+LIMITS = EpisodeLimits(max_steps=6)
+
+
+def walk(problem, steps):
+    state = ReasoningState(problem)
+    for step in steps:
+        state = apply_step(state, step, LIMITS)
+    return state
+
+
+@pytest.fixture(scope="module")
+def puzzles():
+    return make_source("countdown", split="test", size=12, seed=3)
+
+
+def test_trace_quality_values_follow_the_paper_on_and_off_the_path():
+    assert trace_quality_values(3, [2, 1, 0]) == pytest.approx(correct_path_values(3))
+    # the first unreachable step is a wrong sibling of the correct continuation
+    assert trace_quality_values(3, [2, 1, None]) == pytest.approx([1 / 3, 2 / 3, wrong_step_value(2 / 3, 1)])
+    assert trace_quality_values(3, [None, None]) == pytest.approx([0.0, 0.0])
+    values = trace_quality_values(4, [3, None, None, None])
+    assert values[0] == pytest.approx(0.25) and values[1] < values[0] and values[2] <= values[1]
+
+
+def test_oracle_value_is_the_exact_quality_value(puzzles):
+    oracle = OracleValue()
+    for problem in puzzles:
+        states = [walk(problem, problem.steps[:k]) for k in range(1, len(problem.steps) + 1)]
+        assert oracle.score(states).values == pytest.approx(correct_path_values(len(problem.steps)))
+        assert oracle.score(states).tokens == [0] * len(states)
+        illegal = walk(problem, ["1 + 1 = 3"])
+        assert not solvable(illegal) and oracle_value(illegal) == 0.0
+    with pytest.raises(NotImplementedError):
+        oracle_value(ReasoningState(make_source("synthetic", size=1)[0], ("1 + 1 = 2",)))
+
+
+def test_noisy_oracle_is_seeded_clipped_and_exact_without_noise(puzzles):
+    rng = random.Random(0)
+    moves = [f"{a} + {b} = {a + b}" for a in range(1, 10) for b in range(1, 10)]
+    states = []
+    for problem in puzzles:  # states on and off the path, illegal moves included
+        states += [walk(problem, problem.steps[:1]), walk(problem, problem.steps[:2])]
+        states += [walk(problem, [move]) for move in rng.sample(moves, 8)]
+    exact = OracleValue().score(states).values
+    assert NoisyOracleValue(0.0).score(states).values == exact
+    noisy = NoisyOracleValue(0.3, seed=1)
+    first = noisy.score(states).values
+    assert first == noisy.score(states).values  # the same noise for the same state
+    assert first != NoisyOracleValue(0.3, seed=2).score(states).values
+    assert first != exact and all(0.0 <= v <= 1.0 for v in first)
+    assert isinstance(oracle_from_spec("oracle"), OracleValue)
+    assert oracle_from_spec("noisy-oracle:0.2:5").noise == 0.2 and oracle_from_spec("V0-folder") is None
+    with pytest.raises(ValueError, match="noisy-oracle:SIGMA"):
+        oracle_from_spec("noisy-oracle:loud")
+
+
+def test_planning_policy_data_holds_several_correct_solutions_per_puzzle(puzzles):
+    data = planning_data.policy_dataset(puzzles.problems, "</s>", solutions=3, seed=0)
+    assert len(data) == 3 * len(puzzles)
+    by_question = {}
+    for text in data["text"]:
+        assert text.endswith("</s>")
+        question = text.split("\n", 1)[0].removeprefix("Problem: ")
+        by_question.setdefault(question, []).append(text)
+    assert len(by_question) == len(puzzles)
+    for problem in puzzles:
+        for text in by_question[problem.question]:
+            body = text.removesuffix("</s>").split("Solution:\n", 1)[1]
+            assert grade(solution_state(problem, body))
+
+
+def test_labelled_states_match_the_oracle(puzzles):
+    problem = puzzles[0]
+    trace = walk(problem, [problem.steps[0], "1 + 1 = 3"])
+    labelled = planning_data.labelled_states(trace)
+    assert [len(s.steps) for s, _ in labelled] == [1, 2]
+    assert [v for _, v in labelled] == pytest.approx([oracle_value(s) for s, _ in labelled])
+
+
+def test_bootstrap_training_sets_leave_out_an_excluded_test_set(tmp_path):
+    from agents.training.bootstrap import training_problems
+    from reasoning_gym.tasks.countdown import puzzle_of
+
+    config = BootstrapConfig(source="countdown", difficulty="easy", train_problems=200)
+    kept = training_problems(config)
+    held_out = [puzzle_of(p) for p in kept.problems[::10]]
+    listing = tmp_path / "held_out.txt"
+    listing.write_text("".join(f"{' '.join(map(str, p.numbers))} -> {p.target}\n" for p in held_out))
+    excluded = training_problems(replace(config, exclude=str(listing)))
+    keys = {puzzle_of(p).key for p in excluded}
+    assert len(excluded) == 200 and not keys & {p.key for p in held_out}
+    assert replace(config, exclude=str(listing)).policy_key() != config.policy_key()
+
+
+# --- reduced end to end ------------------------------------------------------------------------
+
+TINY = BootstrapConfig(
+    source="countdown",
+    difficulty="easy",
+    train_problems=48,
+    planning=PlanningDataSettings(solutions=2, value_problems=6, value_samples=2, max_new_tokens=40),
+    model=TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=256),
+    policy=SFTSettings(max_steps=6, batch_size=8, logging_steps=100, max_length=128),
+    value=ValueSettings(max_steps=4, batch_size=8, logging_steps=100, max_length=128),
+)
+TINY_AGENTS = {
+    "cot": {"max_new_tokens": 40},
+    "self_consistency": {"max_new_tokens": 40, "temperature": 1.0},
+    "best_of_n": {"max_new_tokens": 40, "temperature": 1.0, "aggregation": "last"},
+    "mcts_star": {"max_new_tokens": 16, "branch": 2, "roll_forward_steps": 0, "max_retries": 0, "temperature": 1.0},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    result = bootstrap(TINY, home=home, show_progress=False)
+    return result, home
+
+
+def test_planning_bootstrap_builds_from_its_own_samples(tiny_models):
+    result, _ = tiny_models
+    assert result.policy_manifest["examples"] == 2 * 48  # two solver solutions per puzzle
+    assert result.value_manifest["examples"] > 6  # states of pi_0's samples plus reference prefixes
+    assert TINY.task == "countdown" and BootstrapConfig().task == "answer"
+    assert TINY.policy_key() != replace(TINY, planning=replace(TINY.planning, solutions=3)).policy_key()
+
+
+def test_comparison_runs_the_oracle_references_on_the_planning_task(tiny_models, tmp_path):
+    result, _ = tiny_models
+    policy, value = result.load(device="cpu")
+    config = CompareConfig(
+        problems=ProblemsConfig(source="countdown", size=3, difficulty="easy"),
+        seeds=(0,), budget_multipliers=(2,), agents=TINY_AGENTS, batch_size=3, limits=LIMITS, ci_resamples=50,
+        references=("oracle_pick", "mcts_star_oracle"),
+    )  # fmt: skip
+    out = run_comparison(config, policy, value, progress=False)
+    agents = {row["agent"] for row in out["aggregates"]}
+    assert agents == {"cot", "self_consistency", "best_of_n", "mcts_star", "oracle_pick", "mcts_star_oracle"}
+    by_agent = {row["agent"]: row for row in out["runs"]}
+    # The oracle pick is right whenever any sample is: never below the learned pick on the same samples.
+    assert by_agent["oracle_pick"]["accuracy"] >= by_agent["best_of_n"]["accuracy"]
+    assert by_agent["oracle_pick"]["prm_tokens"] == 0 and by_agent["mcts_star_oracle"]["prm_tokens"] == 0
+    with pytest.raises(ValueError, match="references"):
+        CompareConfig(references=("psychic",))
+    word = replace(config, problems=ProblemsConfig(source="synthetic", size=2, difficulty="basic"), agents={"cot": {}})
+    with pytest.raises(ConfigError, match="oracle"):
+        run_comparison(word, policy, value, progress=False)
+
+
+def test_load_models_accepts_oracle_values(tiny_models):
+    result, _ = tiny_models
+    from agents.compare import ModelsConfig
+
+    models = load_models(ModelsConfig(policy=str(result.policy_dir), value="noisy-oracle:0.1"), progress=False)
+    assert isinstance(models.value, NoisyOracleValue) and models.value.noise == 0.1
+
+
+def test_one_self_training_iteration_on_countdown(tiny_models, tmp_path):
+    result, _ = tiny_models
+    mcts = {"iterations": 4, "branch": 2, "temperature": 1.0, "max_new_tokens": 16, "roll_forward_steps": 0, "max_retries": 0}
+    config = from_dict(SelfTrainConfig, {
+        "run_dir": str(tmp_path / "run"), "method": "rest_mcts", "iterations": 1, "seed": 0, "show_progress": False,
+        "models": {"policy": str(result.policy_dir), "value": str(result.value_dir), "device": "cpu"},
+        "train_problems": {"source": "countdown", "split": "train", "size": 3, "seed": 1, "difficulty": "easy"},
+        "search": {"mcts": mcts, "budget": {"completion_tokens": 200}, "limits": {"max_steps": 4}, "batch_size": 3},
+        "policy": {"sft": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-4, "logging_steps": 100}},
+        "value": {"settings": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-4, "logging_steps": 100}},
+        "eval": {"problems": {"source": "countdown", "split": "test", "size": 2, "seed": 0, "difficulty": "easy"},
+                 "greedy_max_new_tokens": 40, "mcts": {**mcts, "iterations": 2},
+                 "budget": {"completion_tokens": 100}, "limits": {"max_steps": 4}},
+    })  # fmt: skip
+    records = SelfTrainer(config).run()
+    assert [r["iteration"] for r in records] == [0, 1]
+    for record in records:
+        assert 0.0 <= record["eval"]["greedy_accuracy"] <= 1.0
+        assert "prm_sibling_auroc" in record["eval"]  # planning tasks: AUROC against exact solvability
