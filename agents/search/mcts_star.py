@@ -22,8 +22,11 @@ up. With `widen` (the default), an expanded node all of whose children are
 terminal is *saturated*: selection stops there and expands it again with up to
 `branch` new distinct steps (its existing children's steps excluded), so a small
 tree (a short-horizon planning task) does not end the search while budget is
-left; a saturated node that gets no new proposal becomes a dead end. The
-reference expands a node once (``widen: false``). The search of a problem stops
+left; a saturated node that gets no new proposal becomes a dead end. With
+`widen_exponent` > 0, nodes also widen progressively with their visits (up to
+``branch * floor(N ** widen_exponent)`` children), so a node whose first
+proposals were all poor gets new ones. The reference expands a node once
+(``widen: false``). The search of a problem stops
 after `iterations`, when no expandable node is left, when its next call might
 exceed the budget, or (unless `data_mode`) as soon as a node that states an
 answer reaches `end_gate`.
@@ -81,6 +84,10 @@ class MCTSStarConfig(SamplingOptions):
         max_retries: extra asks per rejected proposal (reference: 3).
         widen: expand a saturated node again (all its children terminal) instead
             of ending the search when every leaf is terminal (the reference: False).
+        widen_exponent: progressive widening (with `widen`): an expanded node
+            visited N times may hold up to ``branch * floor(N ** widen_exponent)``
+            children, and selection stops at a node below that to add `branch`
+            more; 0 widens saturated nodes only.
         answer_mode: "best" or "vote" (see the module docstring).
         data_mode: run every iteration even after a node reaches the end gate,
             and grade every answer node against the oracle (for training data).
@@ -96,6 +103,7 @@ class MCTSStarConfig(SamplingOptions):
     roll_branch: int = 1
     max_retries: int = 3
     widen: bool = True
+    widen_exponent: float = 0.0
     answer_mode: str = "best"
     data_mode: bool = False
 
@@ -104,7 +112,7 @@ class MCTSStarConfig(SamplingOptions):
         for name in ("iterations", "branch", "roll_branch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("exploration", "unvisited_bonus", "roll_forward_steps", "max_retries"):
+        for name in ("exploration", "unvisited_bonus", "roll_forward_steps", "max_retries", "widen_exponent"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.alpha <= 1.0:
@@ -136,12 +144,28 @@ def uct(exploration: float, unvisited_bonus: float) -> SelectChild:
     return select_child
 
 
-def simulate(tree: Tree, select_child: SelectChild, widen: bool = False) -> int:
+Widen = Callable[[Tree, int], bool]
+"""A widening rule: (tree, expanded non-terminal node) -> expand it again now?"""
+
+
+def widening(branch: int, exponent: float) -> Widen:
+    """Saturated nodes always; with `exponent` > 0, also nodes holding fewer than
+    ``branch * floor(visits ** exponent)`` children (progressive widening)."""
+
+    def widen(tree: Tree, node: int) -> bool:
+        if tree.saturated(node):
+            return True
+        return exponent > 0 and len(tree.children[node]) < branch * math.floor(max(tree.visits[node], 1) ** exponent)
+
+    return widen
+
+
+def simulate(tree: Tree, select_child: SelectChild, widen: Widen | None = None) -> int:
     """The node reached from the root by `select_child`: an unexpanded or terminal node,
-    or with `widen` a saturated one (expanded, every child terminal; see `Tree.saturated`)."""
+    or one the widening rule `widen` wants expanded again."""
     node = ROOT
     while tree.expanded[node] and not tree.terminal[node]:
-        if widen and tree.saturated(node):
+        if widen is not None and widen(tree, node):
             return node
         node = select_child(tree, node)
     return node
@@ -174,6 +198,7 @@ class MCTSStar:
         self.value = value
         self.config = config
         self.select_child = select_child or uct(config.exploration, config.unvisited_bonus)
+        self.widen = widening(config.branch, config.widen_exponent) if config.widen else None
         self.verifier = verifier
 
     def solve(
@@ -185,7 +210,7 @@ class MCTSStar:
         solved: list[int | None] = [None] * len(problems)  # the first answer node reaching end_gate
         reasons = ["iterations"] * len(problems)
         for _ in range(config.iterations):
-            leaves = {i: simulate(tree, self.select_child, config.widen) for i, tree in enumerate(trees) if ledger.open(i)}
+            leaves = {i: simulate(tree, self.select_child, self.widen) for i, tree in enumerate(trees) if ledger.open(i)}
             if not leaves:
                 break
             to_expand = {i: leaf for i, leaf in leaves.items() if not trees[i].terminal[leaf]}
