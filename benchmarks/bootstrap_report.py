@@ -1,12 +1,17 @@
 """Bootstrap report: pi_0 / V_0 quality and speed over several seeds.
 
 For each seed: build (or reuse) pi_0 and V_0 with `rest-mcts bootstrap`'s config,
-then measure on held-out synthetic test problems greedy accuracy, pass@8 and maj@8
-per difficulty level, the PRM's AUROC (correct vs. corrupted next steps) and MAE
-to the quality-value targets, and policy generation speed at batch 1 and 32 with
-the dynamic and the static KV cache.
+then measure on held-out test problems of the config's source greedy accuracy,
+pass@k and maj@k per difficulty level, the PRM's quality, and policy generation
+speed at batch 1 and 32 with the dynamic and the static KV cache. Word problems:
+k = 8 (temperature 0.8), PRM AUROC on correct vs. corrupted next steps and MAE to
+the quality-value targets. Planning tasks: k = 16 (temperature 1.0), PRM AUROC
+against exact solvability on the states of pi_0's own samples (pooled, among
+siblings, per depth).
 
     .venv/bin/python benchmarks/bootstrap_report.py --seeds 0 1 2
+    .venv/bin/python benchmarks/bootstrap_report.py --config configs/countdown/bootstrap.yaml \
+        --seeds 0 --problems 300 --out benchmarks/results/countdown/bootstrap.json
 
 Prints a table and writes benchmarks/results/bootstrap.json.
 """
@@ -22,9 +27,10 @@ from pathlib import Path
 import torch
 
 from agents.config import from_dict, load_yaml
-from agents.evaluation import evaluate_policy, evaluate_value_model
+from agents.evaluation import evaluate_policy, evaluate_value_against_oracle, evaluate_value_model
 from agents.training.bootstrap import BootstrapConfig, bootstrap, cached_result
-from reasoning_gym import make_source
+from reasoning_gym import get_task, make_source
+from reasoning_gym.sources.base import source_kwargs
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -55,7 +61,15 @@ def main() -> None:
     args = parser.parse_args()
 
     base = from_dict(BootstrapConfig, load_yaml(args.config), args.config) if args.config else BootstrapConfig()
-    levels = args.levels or list(dict.fromkeys([base.difficulty, "medium", "hard"]))
+    planning = get_task(base.task).has_oracle
+    default_levels = [base.difficulty] if planning else [base.difficulty, "medium", "hard"]
+    levels = args.levels or list(dict.fromkeys(default_levels))
+    k, temperature = (16, 1.0) if planning else (8, 0.8)
+
+    def test_problems(seed: int, level):
+        kwargs = source_kwargs(base.source, split="test", size=args.problems, seed=1000 + seed, difficulty=level)
+        return make_source(base.source, **kwargs).problems
+
     rows = []
     for seed in args.seeds:
         config = dataclasses.replace(base, seed=seed)
@@ -75,12 +89,18 @@ def main() -> None:
             "levels": {},
         }
         for level in levels:
-            test = make_source("synthetic", split="test", size=args.problems, seed=1000 + seed, difficulty=level)
-            report = evaluate_policy(policy, test.problems, k=8, seed=seed, show_progress=False)
-            row["levels"][level] = {"greedy": report.greedy, "pass@8": report.pass_at_k, "maj@8": report.maj_at_k}
-        test = make_source("synthetic", split="test", size=args.problems, seed=1000 + seed, difficulty=config.difficulty)
-        quality = evaluate_value_model(value, test.problems, seed=seed)
-        row["prm_auroc"], row["prm_mae"] = quality.auroc, quality.mae
+            report = evaluate_policy(policy, test_problems(seed, level), k=k, temperature=temperature, seed=seed,
+                                     max_new_tokens=160 if planning else 320, show_progress=False)  # fmt: skip
+            row["levels"][level] = {"greedy": report.greedy, "pass@k": report.pass_at_k, "maj@k": report.maj_at_k, "k": k}
+        if planning:
+            quality = evaluate_value_against_oracle(value, policy, test_problems(seed, config.difficulty)[:150],
+                                                    seed=seed, show_progress=False)  # fmt: skip
+            row.update(prm_auroc=quality.auroc, prm_sibling_auroc=quality.sibling_auroc,
+                       prm_auroc_by_depth=quality.by_depth, prm_calibration=quality.calibration,
+                       prm_states=quality.states, prm_mae=None)  # fmt: skip
+        else:
+            quality = evaluate_value_model(value, test_problems(seed, config.difficulty), seed=seed)
+            row["prm_auroc"], row["prm_mae"] = quality.auroc, quality.mae
         row["tokens_per_second"] = {
             f"batch{batch}_{cache or 'dynamic'}": round(generation_speed(policy, batch, cache))
             for batch in (1, 32)
@@ -89,12 +109,15 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    print(f"\n{'seed':>4} {'level':>8} {'greedy':>7} {'pass@8':>7} {'maj@8':>7}   PRM AUROC   MAE   build s (pi/V)")
+    second = "sibling" if planning else "MAE"
+    print(f"\n{'seed':>4} {'level':>8} {'greedy':>7} {f'pass@{k}':>7} {f'maj@{k}':>7}   PRM AUROC {second:>7}   build s (pi/V)")
     for row in rows:
+        extra = row["prm_sibling_auroc"] if planning else row["prm_mae"]
         for level, m in row["levels"].items():
             print(
-                f"{row['seed']:>4} {level:>8} {m['greedy']:>7.3f} {m['pass@8']:>7.3f} {m['maj@8']:>7.3f}"
-                f"   {row['prm_auroc']:>9.3f} {row['prm_mae']:>5.3f}   {row['policy_build_seconds']}/{row['value_build_seconds']}"
+                f"{row['seed']:>4} {level:>8} {m['greedy']:>7.3f} {m['pass@k']:>7.3f} {m['maj@k']:>7.3f}"
+                f"   {row['prm_auroc']:>9.3f} {'n/a' if extra is None else f'{extra:.3f}':>7}"
+                f"   {row['policy_build_seconds']}/{row['value_build_seconds']}"
             )
     print("\ntokens/s:", {k: v for k, v in rows[-1]["tokens_per_second"].items()})
     out = Path(args.out)
