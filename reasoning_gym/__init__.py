@@ -6,6 +6,7 @@ transformers, so any LLM stack can drive it.
 
 from reasoning_gym.mdp import (
     EpisodeLimits,
+    UNLIMITED,
     ReasoningState,
     apply_step,
     grade,
@@ -29,6 +30,7 @@ from reasoning_gym.env import ReasoningMathEnv  # noqa: E402  (after registratio
 __all__ = [
     "ENV_ID",
     "EpisodeLimits",
+    "UNLIMITED",
     "Problem",
     "ProblemSet",
     "ReasoningMathEnv",

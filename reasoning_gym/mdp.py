@@ -7,6 +7,8 @@ the same functions, so a search tree and an episode agree step for step.
 
 from __future__ import annotations
 
+import sys
+
 from dataclasses import dataclass
 
 from reasoning_gym.problem import Problem
@@ -41,6 +43,12 @@ class EpisodeLimits:
         """An upper bound on the length of any rendered state under these limits."""
         per_step = self.max_step_chars + len("Step 9999: \n")
         return len(render_state("", ())) + self.max_question_chars + self.max_steps * per_step
+
+
+# No step or length limit: a solution read as written, up to its first stated answer.
+UNLIMITED = EpisodeLimits(
+    max_steps=sys.maxsize, max_step_chars=sys.maxsize, max_solution_chars=sys.maxsize, max_question_chars=sys.maxsize
+)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from agents.models.base import Generation, SamplingConfig
 from agents.models.loading import load_causal_lm
 from agents.models.prompts import DEFAULT_SYSTEM_PROMPT, render_prompt
+from agents.models.stepwise import cut_step, group_by_stops, merge, sample_solutions_by_task
 from reasoning_gym import ReasoningState
 from reasoning_gym.steps import normalize_step
 
@@ -45,9 +46,12 @@ class HFPolicyConfig:
 class HFPolicy:
     """A `Policy` over any transformers causal LM.
 
-    A step ends at the first newline: every vocabulary token whose text contains a
-    newline (``"\n"``, ``"\n\n"``, ``".\n"``, ...) is a stop id, and the text is
-    cut after the first newline.
+    A step ends at the first of its task's step stops (`Task.step_stops`: the
+    newline, and ``"="`` for Countdown, whose engine writes the result): every
+    vocabulary token whose text contains a stop (``"\n"``, ``"\n\n"``, ``".\n"``,
+    ...) is a stop id, and the text is cut before the first stop. Whole
+    solutions of a task with more stops than the newline are sampled step by
+    step (`agents.models.stepwise`).
     """
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: HFPolicyConfig | None = None):
@@ -59,7 +63,8 @@ class HFPolicy:
             tokenizer.pad_token = tokenizer.eos_token
         format_ = self.config.prompt_format
         self.chat = format_ == "chat" or (format_ == "auto" and bool(getattr(tokenizer, "chat_template", None)))
-        self._newline_ids = [i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i])]
+        self._vocabulary = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+        self._stop_ids: dict[tuple[str, ...], list[int]] = {}
         self.num_parameters = sum(p.numel() for p in model.parameters())
 
     @classmethod
@@ -79,23 +84,29 @@ class HFPolicy:
     # --- the Policy protocol -------------------------------------------------
 
     def propose_steps(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
-        prompts = [self.prompt(state, next_step=True) for state in states]
-        texts, prompt_tokens, completion_tokens, calls = self._generate(prompts, n, sampling, sampling.max_new_tokens, True)
-        steps = [[normalize_step(text.split("\n", 1)[0]) for text in row] for row in texts]
-        return Generation(steps, prompt_tokens, completion_tokens, calls)
+        parts = []
+        for stops, indices in group_by_stops(states).items():
+            prompts = [self.prompt(states[i], next_step=True) for i in indices]
+            texts, prompt_tokens, completion_tokens, calls = self._generate(prompts, n, sampling, stops)
+            steps = [[normalize_step(cut_step(text, stops)) for text in row] for row in texts]
+            parts.append((indices, Generation(steps, prompt_tokens, completion_tokens, calls)))
+        return merge(parts, len(states))
 
     def sample_solutions(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
+        return sample_solutions_by_task(self, states, n, sampling, self._sample_whole)
+
+    def _sample_whole(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
         prompts = [self.prompt(state, next_step=False) for state in states]
-        texts, prompt_tokens, completion_tokens, calls = self._generate(prompts, n, sampling, sampling.max_new_tokens, False)
-        return Generation(texts, prompt_tokens, completion_tokens, calls)
+        return Generation(*self._generate(prompts, n, sampling, ()))
 
     # --- generation ------------------------------------------------------------
 
     @torch.inference_mode()
     def _generate(
-        self, prompts: list[str], n: int, sampling: SamplingConfig, max_new_tokens: int, one_step: bool
+        self, prompts: list[str], n: int, sampling: SamplingConfig, stops: tuple[str, ...]
     ) -> tuple[list[list[str]], list[int], list[int], int]:
-        """Sample `n` continuations per prompt: texts (len(prompts) x n), per-prompt costs, calls.
+        """Sample `n` continuations per prompt, each ending at a token containing one of
+        `stops` or the EOS: texts (len(prompts) x n), per-prompt costs, calls.
 
         Greedy decoding computes each prompt once and repeats the text n times,
         so greedy costs are counted once.
@@ -106,7 +117,7 @@ class HFPolicy:
             torch.manual_seed(sampling.seed)
         copies = 1 if sampling.greedy else n
         rows = [prompt for prompt in prompts for _ in range(copies)]
-        stop_ids = [self.tokenizer.eos_token_id, *(self._newline_ids if one_step else ())]
+        stop_ids = [self.tokenizer.eos_token_id, *self._stop_token_ids(stops)]
         extra: dict = {}
         if self.config.cache_implementation:
             extra["cache_implementation"] = self.config.cache_implementation
@@ -125,7 +136,7 @@ class HFPolicy:
             batch = self.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=not self.chat).to(device)
             generated = self.model.generate(
                 **batch,
-                max_new_tokens=max_new_tokens,
+                max_new_tokens=sampling.max_new_tokens,
                 eos_token_id=stop_ids,
                 pad_token_id=self.tokenizer.pad_token_id,
                 **sampling_args,
@@ -140,6 +151,12 @@ class HFPolicy:
                 outputs.append(self.tokenizer.decode(row[:length], skip_special_tokens=True))
         texts = [[outputs[i * copies + (j if copies > 1 else 0)] for j in range(n)] for i in range(len(prompts))]
         return texts, prompt_tokens, completion_tokens, calls
+
+    def _stop_token_ids(self, stops: tuple[str, ...]) -> list[int]:
+        """Every vocabulary id whose text contains one of `stops` (memoised per stop tuple)."""
+        if stops not in self._stop_ids:
+            self._stop_ids[stops] = [i for i, text in enumerate(self._vocabulary) if any(s in text for s in stops)]
+        return self._stop_ids[stops]
 
 
 def _completion_length(row: list[int], stop_ids: set[int], pad_id: int | None) -> int:

@@ -12,11 +12,12 @@ Start a server, then point the policy at it::
     )
 
 One policy call is one ``POST {base_url}/completions`` per `batch_size` prompts:
-``prompt`` is the list of rendered states, ``n`` samples each, ``stop=["\\n"]``
-for single steps. The legacy completions endpoint (not chat completions) is used
-so that a partial solution can be continued inside the assistant turn: in
-"chat" format the prompt is the tokenizer's chat template rendered locally,
-exactly as `HFPolicy` renders it, and sent with ``add_special_tokens: false``
+``prompt`` is the list of rendered states, ``n`` samples each, ``stop`` = the
+task's step stops for single steps (``["\\n"]``; Countdown adds ``"="``). The
+legacy completions endpoint (not chat completions) is used so that a partial
+solution can be continued inside the assistant turn: in "chat" format the
+prompt is the tokenizer's chat template rendered locally, exactly as `HFPolicy`
+renders it, and sent with ``add_special_tokens: false``
 (a vLLM/SGLang extension that stops a second BOS being added).
 
 Token accounting. Servers report only batch totals in ``usage``; they are split
@@ -60,6 +61,7 @@ from typing import Any
 
 from agents.models.base import Generation, SamplingConfig
 from agents.models.prompts import DEFAULT_SYSTEM_PROMPT, render_prompt
+from agents.models.stepwise import cut_step, group_by_stops, merge, sample_solutions_by_task
 from reasoning_gym import ReasoningState
 from reasoning_gym.steps import normalize_step
 
@@ -154,9 +156,10 @@ class OpenAIPolicyConfig:
 class OpenAIPolicy:
     """A `Policy` served over HTTP by an OpenAI-compatible ``/v1/completions`` endpoint.
 
-    A step ends at the first newline (``stop=["\\n"]``); whole solutions end at the
-    model's end of sequence; both at most ``sampling.max_new_tokens`` tokens (sent
-    as ``max_tokens``). Construction makes no request: the model name, when not
+    A step ends at the first of its task's step stops (``stop=["\\n"]``, Countdown
+    adds ``"="``); whole solutions end at the model's end of sequence (a task with
+    more stops is sampled step by step, `agents.models.stepwise`); both at most
+    ``sampling.max_new_tokens`` tokens (sent as ``max_tokens``). Construction makes no request: the model name, when not
     given, is looked up on first use.
     """
 
@@ -205,19 +208,22 @@ class OpenAIPolicy:
     # --- the Policy protocol -----------------------------------------------------
 
     def propose_steps(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
-        prompts = [self.prompt(state, next_step=True) for state in states]
-        texts, prompt_tokens, completion_tokens, calls = self._complete(
-            prompts, n, sampling, sampling.max_new_tokens, stop=["\n"]
-        )
-        steps = [[normalize_step(text.split("\n", 1)[0]) for text in row] for row in texts]
-        return Generation(steps, prompt_tokens, completion_tokens, calls)
+        parts = []
+        for stops, indices in group_by_stops(states).items():
+            prompts = [self.prompt(states[i], next_step=True) for i in indices]
+            texts, prompt_tokens, completion_tokens, calls = self._complete(
+                prompts, n, sampling, sampling.max_new_tokens, stop=list(stops)
+            )
+            steps = [[normalize_step(cut_step(text, stops)) for text in row] for row in texts]
+            parts.append((indices, Generation(steps, prompt_tokens, completion_tokens, calls)))
+        return merge(parts, len(states))
 
     def sample_solutions(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
+        return sample_solutions_by_task(self, states, n, sampling, self._sample_whole)
+
+    def _sample_whole(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
         prompts = [self.prompt(state, next_step=False) for state in states]
-        texts, prompt_tokens, completion_tokens, calls = self._complete(
-            prompts, n, sampling, sampling.max_new_tokens, stop=None
-        )
-        return Generation(texts, prompt_tokens, completion_tokens, calls)
+        return Generation(*self._complete(prompts, n, sampling, sampling.max_new_tokens, stop=None))
 
     # --- requests --------------------------------------------------------------------
 

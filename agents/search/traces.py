@@ -7,13 +7,15 @@ episode's `EpisodeLimits`, so every trace they return replays step for step in
 
 from __future__ import annotations
 
-import sys
-
-from reasoning_gym import EpisodeLimits, Problem, ReasoningState, apply_step, is_terminal, is_truncated, split_steps
-
-# No step or length limit: a solution read as written, up to its first stated answer.
-UNLIMITED = EpisodeLimits(
-    max_steps=sys.maxsize, max_step_chars=sys.maxsize, max_solution_chars=sys.maxsize, max_question_chars=sys.maxsize
+from reasoning_gym import (
+    UNLIMITED,
+    EpisodeLimits,
+    Problem,
+    ReasoningState,
+    apply_step,
+    is_terminal,
+    is_truncated,
+    split_steps,
 )
 
 

@@ -41,7 +41,7 @@ from agents.models.base import SamplingConfig
 from reasoning_gym import ProblemSet, make_source, render_state
 from reasoning_gym.sources.base import source_kwargs
 
-FORMAT_VERSION = 4  # bump when a change to the code alters what a config builds
+FORMAT_VERSION = 5  # bump when a change to the code alters what a config builds
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,15 @@ class Task(ABC):
 
     name: str
 
+    step_stops: tuple[str, ...] = ("\n",)
+    """Where a policy's text for one step ends (it is cut before the first of them).
+
+    A task whose engine writes the rest of a step (the result of a move and the
+    board after it) stops the policy earlier, so the policy only chooses the move.
+    Policies then sample whole solutions step by step, the engine writing between
+    steps (`agents.models.stepwise`). Answer tasks end a step at the newline.
+    """
+
     def render_step(self, problem: Problem, steps: Sequence[str], step: str) -> str:
         """The step as the state records it after `steps` (default: unchanged).
 

@@ -12,8 +12,12 @@ Steps (the Tree-of-Thoughts format). A move step combines two numbers left::
 
 The task is the game engine: it checks the move and renders the step itself,
 ``a op b = c (left: ...)`` with the numbers left in ascending order, whatever the
-policy wrote after the result. A policy may omit the ``(left: ...)`` list; if it
-writes one, it must be right. The move that leaves one number also states the
+policy wrote after the result. A policy may write the move alone (``13 - 9``):
+the engine computes the result, as a game shows the board after a move, so a
+policy only has to choose moves. Policies stop there (`CountdownTask.step_stops`
+is ``"="``): a tiny model's arithmetic slips (a last step "= target" whatever
+the numbers) would otherwise hide what search is for, choosing moves. A policy
+that does write the result or the ``(left: ...)`` list must get them right. The move that leaves one number also states the
 final answer: the expression the moves built (`Board.expression`), so the policy
 only chooses moves. A step that states an answer without a move (``The answer is
 (13 - 9) * (10 - 4)``, as a prompted LLM writes it) is graded as written.
@@ -61,7 +65,7 @@ from reasoning_gym.verifier import Verifier
 
 _NUM = rf"-?\d{{1,{MAX_NUMBER_DIGITS}}}(?:/\d{{1,{MAX_NUMBER_DIGITS}}})?"  # every value the rules allow
 _MOVE = re.compile(
-    rf"^\s*({_NUM})\s*([-+*/x×÷])\s*({_NUM})\s*=\s*({_NUM})\s*(?:\(\s*left\s*:?\s*([^)]*)\))?"
+    rf"^\s*({_NUM})\s*([-+*/x×÷])\s*({_NUM})(?:\s*=\s*({_NUM}))?\s*(?:\(\s*left\s*:?\s*([^)]*)\))?"
 )
 _OPERATOR_ALIASES = {"x": "*", "×": "*", "÷": "/"}
 
@@ -173,7 +177,8 @@ def play(board: Board, step: str, puzzle: Puzzle) -> tuple[Board, str]:
         return _illegal(board, step, "not a move (a op b = c) and states no answer")
     move = match[0]  # an illegal move is shown up to its (left: ...) list; what follows is dropped
     try:
-        a, b, claimed = parse_number(match[1]), parse_number(match[3]), parse_number(match[4])
+        a, b = parse_number(match[1]), parse_number(match[3])
+        claimed = None if match[4] is None else parse_number(match[4])
     except ExpressionError as error:
         return _illegal(board, move, str(error))
     op = _OPERATOR_ALIASES.get(match[2], match[2])
@@ -185,7 +190,7 @@ def play(board: Board, step: str, puzzle: Puzzle) -> tuple[Board, str]:
         result = puzzle.rules.apply(a, op, b)
     except ExpressionError as error:
         return _illegal(board, move, str(error))
-    if result != claimed:
+    if claimed is not None and result != claimed:
         return _illegal(board, move, f"{match[1]} {op} {match[3]} is not {match[4]}")
     expression = f"{_wrap(first[0])} {op} {_wrap(second[0])}"
     left = tuple(sorted(second[1] + ((result, expression),), key=lambda item: item[0]))
@@ -228,6 +233,7 @@ class CountdownTask(Task):
     """Countdown and Game of 24 (``Problem.task == "countdown"``); see the module docstring."""
 
     name = "countdown"
+    step_stops = ("=", "\n")  # the policy writes the move; the engine writes "= c (left: ...)"
 
     def render_step(self, problem: Problem, steps: Sequence[str], step: str) -> str:
         return play(replay(problem, tuple(steps)), step, puzzle_of(problem))[1]
