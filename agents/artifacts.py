@@ -119,11 +119,20 @@ def remove_abandoned_builds(home: Path) -> list[Path]:
 
 
 def write_json_atomically(path: Path, data: Any) -> None:
-    """Write `data` to a temporary file beside `path`, fsync, and rename it over `path`."""
+    """Write `data` as JSON with `write_text_atomically`."""
+    write_text_atomically(path, json.dumps(data, indent=1, sort_keys=True, default=str))
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) to a temporary file beside `path`, fsync, and rename it over `path`.
+
+    A reader sees the old file or the whole new one, never a partial write;
+    missing parent folders are created.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(temp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True, default=str)
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, path)

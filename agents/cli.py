@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
 from agents.config import ConfigError, from_dict, load_yaml
+
+logger = logging.getLogger(__name__)
 
 
 def _bootstrap_config(path: str | None):
@@ -42,6 +45,7 @@ def _print_evaluation(result, config, problems: int) -> int:
     from reasoning_gym import get_task, make_source
     from reasoning_gym.sources.base import source_kwargs
 
+    logger.info("evaluating pi_0 and V_0 on %d held-out %s problems", problems, config.source)
     policy, value = result.load()
     kwargs = source_kwargs(config.source, split="test", size=problems, seed=config.seed, difficulty=config.difficulty)
     test = make_source(config.source, **kwargs)
@@ -158,8 +162,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from agents.search.registry import NEEDS_VALUE
     from reasoning_gym import EpisodeLimits, grade
 
-    if args.tree_json and args.agent != "mcts_star":
-        raise ConfigError(f"--tree-json needs a tree search (--agent mcts_star), not {args.agent}")
+    for flag, given in (("--tree-json", args.tree_json), ("--tree", args.tree)):
+        if given and args.agent != "mcts_star":
+            raise ConfigError(f"{flag} needs a tree search (--agent mcts_star), not {args.agent}")
     if args.budget_tokens is not None and args.budget_tokens < 1:
         raise ConfigError(f"--budget-tokens must be >= 1, got {args.budget_tokens}")
     options = _agent_options(args)  # check the config before loading models
@@ -196,11 +201,19 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if usage.policy_calls == 0:
         print("note: the budget allowed no policy call; raise --budget-tokens or lower max_new_tokens in --config")
     _print_summary(result, args.agent, args.top)
+    if graded and (args.tree_json or args.tree):
+        result.tree.grade_answers()  # mark answer leaves correct / incorrect, as the problem's task grades them
     if args.tree_json:
         path = Path(args.tree_json)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(result.tree.to_json(indent=1), encoding="utf-8")
         print(f"tree written to {path}")
+    if args.tree:
+        from agents.integrations.tree_view import write_tree_html
+
+        chosen = result.tree.node_of(result.trace)
+        path = write_tree_html(result.tree, args.tree, chosen=chosen, oracle=problem.answer if graded else None)
+        print(f"tree view written to {path} (open it in a browser)")
     return 0
 
 
@@ -331,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     solve.add_argument("--top", type=int, default=3, help="leaves / beams / answers to show")
     solve.add_argument("--tree-json", help="write the MCTS* search tree to this JSON file")
+    solve.add_argument("--tree", metavar="HTML", help="write the MCTS* search tree as a self-contained HTML page")
     solve.set_defaults(handler=cmd_solve)
 
     compare = commands.add_parser(
@@ -358,11 +372,24 @@ def build_parser() -> argparse.ArgumentParser:
     self_train.add_argument("--seed", type=int, help="override the config's seed")
     self_train.add_argument("--no-progress", action="store_true", help="no progress bars")
     self_train.set_defaults(handler=cmd_self_train)
+    # --verbose before or after the command name: rest-mcts -v demo, rest-mcts demo -v.
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
+    for command in commands.choices.values():
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
 
 
+VERBOSE_HELP = (
+    "show third-party output too (transformers and datasets warnings and progress bars) "
+    "and the library's DEBUG lines, e.g. the training loss at every logging step"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from agents.logs import setup_logging
+
     args = build_parser().parse_args(argv)
+    setup_logging(verbose=args.verbose)
     try:
         return args.handler(args)
     except (ConfigError, FileNotFoundError) as error:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
+import shutil
+import warnings
 
 import pytest
 import torch
@@ -153,3 +156,136 @@ def test_demo_bootstraps_compares_and_self_trains_then_reuses_everything(tmp_pat
     assert main(argv) == 0  # the second run reuses the models and the finished self-training run
     assert [path.stat().st_mtime_ns for path in (marker, *(tmp_path / "home").glob("*/manifest.json"))] == stamps
     assert "Self-training (ReST-MCTS*)" in capsys.readouterr().out
+
+
+# --- a clean command line: the library's lines and bars, no third-party chatter unless --verbose ---
+
+CHATTER = (
+    "{'loss'",  # raw Trainer log dictionaries
+    "'train_runtime'",
+    "LOAD REPORT",  # transformers' report of the fresh value head
+    "score.weight | MISSING",
+    "tokenize value data",  # datasets map bars
+    "Tokenizing train dataset",
+    "Map:",
+    "Loading weights",  # transformers bars
+    "Writing model shards",
+)
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    """Undo what `main` sets up (`agents.logs.setup_logging`: root handler, logger levels,
+    transformers' and datasets' switches), so no test here changes another's output."""
+    import datasets
+    import transformers.utils.logging as transformers_logging
+    from datasets.utils import logging as datasets_logging
+
+    from agents.logs import LIBRARY_LOGGERS, THIRD_PARTY_LOGGERS
+
+    root = logging.getLogger()
+    handlers, root_level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS + THIRD_PARTY_LOGGERS}
+    switches = (transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled(),
+                datasets_logging.get_verbosity(), datasets.is_progress_bar_enabled())  # fmt: skip
+    with warnings.catch_warnings():
+        yield
+    root.handlers[:] = handlers
+    root.setLevel(root_level)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    transformers_logging.set_verbosity(switches[0])
+    (transformers_logging.enable_progress_bar if switches[1] else transformers_logging.disable_progress_bar)()
+    datasets_logging.set_verbosity(switches[2])
+    (datasets.enable_progress_bars if switches[3] else datasets.disable_progress_bars)()
+
+
+def tiny_bootstrap_yaml(tmp_path) -> str:
+    tiny = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "max_positions": 512}
+    return write_yaml(tmp_path / "boot.yaml", {
+        "train_problems": 16, "model": {**tiny, "tokenizer": "char"},
+        "policy": {"max_steps": 2, "batch_size": 4, "logging_steps": 1},
+        "value": {"max_steps": 2, "batch_size": 4, "logging_steps": 1},
+    })  # fmt: skip
+
+
+def test_bootstrap_shows_stages_and_bars_but_no_third_party_chatter(tmp_path, capfd):
+    boot = tiny_bootstrap_yaml(tmp_path)
+    assert main(["bootstrap", "--config", boot, "--home", str(tmp_path / "home")]) == 0
+    out, err = capfd.readouterr()
+    assert "policy pi_0: " in out and "PRM V_0: " in out  # the result, on stdout
+    for line in ("INFO agents.training.bootstrap: pi_0: building", "INFO agents.training.bootstrap: V_0: building",
+                 "value head score.weight newly initialised on the backbone of", "train V_0 (PRM): 2 steps in"):
+        assert line in err, line  # fmt: skip
+    assert "train pi_0 (SFT): 100%" in err and "train V_0 (PRM): 100%" in err  # one named bar per training stage
+    for chatter in CHATTER:
+        assert chatter not in out + err, chatter
+    assert "DEBUG" not in err
+
+
+def test_verbose_brings_back_third_party_output_and_the_loss_lines(tmp_path, capfd):
+    boot = tiny_bootstrap_yaml(tmp_path)
+    assert main(["bootstrap", "--config", boot, "--home", str(tmp_path / "home"), "--verbose"]) == 0
+    out, err = capfd.readouterr()
+    assert "policy pi_0: " in out
+    for line in ("tokenize value data", "Tokenizing train dataset", "Loading weights", "Writing model shards"):
+        assert line in err, line
+    assert "DEBUG agents.training.trainer_args: train pi_0 (SFT): step 1/2 loss " in err
+    assert "{'loss'" not in out + err and "LOAD REPORT" not in err  # the expected fresh head stays one INFO line
+
+
+def test_verbose_is_accepted_before_or_after_the_command():
+    from agents.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["-v", "bootstrap"]).verbose and parser.parse_args(["bootstrap", "--verbose"]).verbose
+    assert not parser.parse_args(["bootstrap"]).verbose
+
+
+class Collect(logging.Handler):
+    """Keeps the messages of the records it handles."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_a_fresh_value_head_is_one_log_line_and_other_load_problems_keep_the_report(model_dirs, tmp_path):
+    import transformers.utils.logging as transformers_logging
+    from safetensors.torch import load_file, save_file
+
+    from agents.models.hf_value import HFValueModel
+    from agents.models.loading import load_value_backbone
+
+    policy, value = model_dirs
+    shrunk = tmp_path / "shrunk"  # a PRM checkpoint whose backbone lacks a weight
+    shutil.copytree(value, shrunk)
+    weights = load_file(shrunk / "model.safetensors")
+    dropped = next(key for key in weights if key.startswith("model.layers.0."))
+    save_file({k: v for k, v in weights.items() if k != dropped}, shrunk / "model.safetensors", metadata={"format": "pt"})
+
+    ours, theirs = logging.getLogger("agents.models.loading"), logging.getLogger("transformers.modeling_utils")
+    said, reported = Collect(), Collect()
+    verbosity, level = transformers_logging.get_verbosity(), ours.level
+    ours.addHandler(said)
+    theirs.addHandler(reported)
+    transformers_logging.set_verbosity_warning()  # transformers' default: it would print the report
+    ours.setLevel(logging.INFO)
+    try:
+        load_value_backbone(policy)  # a causal LM: the scalar head is new, as expected
+        assert not reported.messages and len(said.messages) == 1 and "score.weight newly initialised" in said.messages[0]
+        load_value_backbone(value)  # a saved PRM: nothing new, nothing said
+        assert not reported.messages and len(said.messages) == 1
+        HFValueModel.from_pretrained(policy)  # scoring with a head nobody trained: one warning
+        assert not reported.messages and len(said.messages) == 2 and "its scores are random" in said.messages[1]
+        load_value_backbone(str(shrunk))  # not the expected fresh head: transformers' report, as it was
+        assert len(reported.messages) == 1 and "LOAD REPORT" in reported.messages[0] and dropped in reported.messages[0]
+        assert len(said.messages) == 2
+    finally:
+        ours.removeHandler(said)
+        theirs.removeHandler(reported)
+        ours.setLevel(level)
+        transformers_logging.set_verbosity(verbosity)

@@ -52,6 +52,7 @@ class FakeServer(ThreadingHTTPServer):
         self.reverse_choices = False
         self.drop_choice = False
         self.omit_usage = False
+        self.ignore_n = False  # one choice per prompt whatever n says (llama.cpp, transformers serve)
 
     @property
     def url(self) -> str:
@@ -95,6 +96,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
         n, max_tokens, stops = body.get("n", 1), body["max_tokens"], body.get("stop") or []
+        if server.ignore_n:
+            n = 1
         choices, prompt_tokens, completion_tokens = [], 0, 0
         for prompt in prompts:
             prompt_tokens += len(prompt) + (0 if body.get("add_special_tokens") is False else 1)
@@ -220,6 +223,23 @@ def test_batch_size_splits_requests_and_keeps_order(fake):
     assert generation.texts == [[f"s{j} seed 3 len {len(p)}" for j in range(2)] for p in prompts]
 
 
+def test_ignored_n_is_made_up_by_concurrent_requests_with_the_next_seeds(fake):
+    fake.ignore_n = True
+    policy = OpenAIPolicy.from_url(fake.url, model=MODEL)
+    generation = policy.propose_steps(states(), 3, SamplingConfig(seed=5))
+    bodies = posts(fake)
+    assert [(b["n"], b["seed"]) for b in bodies[:1]] == [(3, 5)]  # one choice per prompt came back
+    assert sorted((b["n"], b["seed"]) for b in bodies[1:]) == [(1, 6), (1, 7)]  # the other samples
+    assert generation.calls == 3 and all(b["prompt"] == bodies[0]["prompt"] for b in bodies)
+    prompts = bodies[0]["prompt"]
+    assert generation.texts == [[f"s0 seed {seed} len {len(p)}" for seed in (5, 6, 7)] for p in prompts]
+    assert generation.prompt_tokens == [3 * (len(p) + 1) for p in prompts]  # the prompt was sent three times
+    fake.reset()
+    fake.ignore_n = True
+    policy.propose_steps(states(), 2, SamplingConfig(seed=0))  # learned: n = 1 from the start
+    assert sorted((b["n"], b["seed"]) for b in posts(fake)) == [(1, 0), (1, 1)]
+
+
 def test_choices_are_reordered_by_index(fake):
     fake.reverse_choices = True
     policy = OpenAIPolicy.from_url(fake.url, model=MODEL)
@@ -289,9 +309,9 @@ def test_connection_refused_names_the_url():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    policy = OpenAIPolicy.from_url(f"http://127.0.0.1:{port}/v1", model=MODEL, timeout_s=5)
-    with pytest.raises(ServerConnectionError, match=rf"http://127\.0\.0\.1:{port}/v1/completions"):
-        policy.propose_steps(states()[:1], 1, GREEDY)
+    policy = OpenAIPolicy.from_url(f"http://127.0.0.1:{port}/v1", model=MODEL, timeout_s=5, retry_backoff_s=0.01)
+    with pytest.raises(ServerConnectionError, match=rf"http://127\.0\.0\.1:{port}/v1/completions.*3 attempt\(s\)"):
+        policy.propose_steps(states()[:1], 1, GREEDY)  # refused, retried twice (max_retries=2)
 
 
 def test_http_errors_carry_status_and_body(fake):

@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+from scripted import ScriptedPolicy
 
 from agents.models.base import GREEDY, SamplingConfig
 from agents.models.hf_policy import HFPolicy, HFPolicyConfig
@@ -16,7 +17,6 @@ from agents.search.traces import solution_state
 from reasoning_gym import UNLIMITED, Problem, ReasoningState, apply_step, get_task, grade, is_terminal, make_source
 from reasoning_gym.sources.puzzles import puzzle_problem
 from reasoning_gym.tasks.countdown import Puzzle, puzzle_of
-from tests.scripted import ScriptedPolicy
 
 SMALL = TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=512)
 

@@ -51,7 +51,7 @@ class HFValueModel:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, device: str | None = None, dtype: str | None = None, **config) -> HFValueModel:
-        model, tokenizer = load_value_backbone(name_or_path, device=device, dtype=dtype)
+        model, tokenizer = load_value_backbone(name_or_path, device=device, dtype=dtype, new_head_expected=False)
         return cls(model, tokenizer, HFValueConfig(**config))
 
     def clear_cache(self) -> None:

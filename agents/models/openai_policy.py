@@ -1,9 +1,10 @@
-"""A `Policy` behind an OpenAI-compatible text-completions server (vLLM, SGLang).
+"""A `Policy` behind an OpenAI-compatible text-completions server (vLLM, SGLang, transformers serve).
 
 Start a server, then point the policy at it::
 
     vllm serve HuggingFaceTB/SmolLM2-1.7B-Instruct --port 8000
     # or: python -m sglang.launch_server --model-path ... --port 8000
+    # or, small models on CPU: transformers serve [MODEL] --port 8000   (pip install 'transformers[serving]')
 
     policy = OpenAIPolicy.from_url(
         "http://127.0.0.1:8000/v1",
@@ -11,7 +12,8 @@ Start a server, then point the policy at it::
         num_parameters=1_700_000_000,  # servers do not report it; budgets in FLOPs need it
     )
 
-One policy call is one ``POST {base_url}/completions`` per `batch_size` prompts:
+One policy call is one ``POST {base_url}/completions`` per `batch_size` prompts
+(on vLLM and SGLang; other servers below):
 ``prompt`` is the list of rendered states, ``n`` samples each, ``stop`` = the
 task's step stops for single steps (``["\\n"]``; Countdown adds ``"="``). The
 legacy completions endpoint (not chat completions) is used so that a partial
@@ -37,6 +39,39 @@ The split always sums to the server's ``usage`` totals.
 Greedy decoding (temperature 0) asks for one sample and repeats it `n` times,
 as `HFPolicy` does, so greedy costs are counted once.
 
+Servers differ; the policy learns what its server does from the first requests
+and adapts (tested against ``transformers serve`` in tests/test_openai_server.py):
+
+- a list of prompts rejected (``transformers serve``: HTTP 400 "prompt must be a
+  string"): one request per prompt from then on, sent concurrently
+  (`max_concurrency`);
+- ``n`` ignored (one choice per prompt where ``n`` > 1 were asked;
+  ``transformers serve`` and llama.cpp do this, vLLM honours ``n``): the missing
+  samples are asked for by concurrent requests with ``n: 1``, sample j with
+  ``seed + j`` so that they differ and stay reproducible. Each request's prompt
+  tokens are charged: the server did process the prompt once per request;
+- the stop string left at the end of the text (``transformers serve``): cut off
+  (text up to the first stop), so texts and character-based token splits are the
+  same as with vLLM;
+- ``GET /models`` listing nothing (a server that loads local folders on demand):
+  the configured `tokenizer` name is used as the model name;
+- an optional field rejected (HTTP 422, e.g. ``add_special_tokens`` by
+  ``transformers serve``): the optional fields the error names (``logprobs``,
+  ``seed``, ``add_special_tokens``; all three when it names none) are dropped
+  and the request is sent once more; they stay dropped for later requests (a
+  warning says what that costs). Without ``add_special_tokens: false`` a chat
+  prompt is sent without its leading BOS text, which the server adds itself.
+  A rejected field of ``extra_body`` is an error that names it.
+
+``transformers serve`` also samples only when the model's ``generation_config``
+has ``do_sample: true``; otherwise it decodes greedily at any temperature.
+
+Faults. A refused or dropped connection, a timeout (`timeout_s`) and HTTP
+429/502/503/504 are retried up to `max_retries` times, waiting `retry_backoff_s`,
+then twice as long each time, at most `retry_backoff_max_s`. A server killed and
+restarted within that budget is waited for and the search goes on where it was;
+past the budget the error names the URL, the attempts and the time waited.
+
 Transport: the standard library's ``urllib``, not the ``openai`` client. The
 policy makes one kind of request (a JSON POST) and needs exact control over
 what an error says: a refused connection names the URL, an HTTP error carries
@@ -50,12 +85,16 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
+import logging
 import os
+import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +104,17 @@ from agents.models.stepwise import cut_step, group_by_stops, merge, sample_solut
 from reasoning_gym import ReasoningState
 from reasoning_gym.steps import normalize_step
 
+logger = logging.getLogger(__name__)
+
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# Request fields a server may reject (HTTP 422) without which a completion is still right.
+OPTIONAL_FIELDS = ("logprobs", "seed", "add_special_tokens")
+UNKNOWN_FIELD_WORDS = ("unexpected", "unknown", "unrecognized", "extra", "not permitted", "not allowed", "unsupported")
+DROPPED_COST = {
+    "logprobs": "completion tokens are split by characters",
+    "seed": "sampling is not reproducible",
+    "add_special_tokens": "chat prompts are sent without their leading BOS text, which the server adds",
+}
 
 
 class ServerConnectionError(ConnectionError):
@@ -81,12 +130,12 @@ class ServerHTTPError(RuntimeError):
         body: the response body (the server's explanation), as text.
     """
 
-    def __init__(self, url: str, status: int, body: str) -> None:
+    def __init__(self, url: str, status: int, body: str, hint: str = "") -> None:
         self.url = url
         self.status = status
         self.body = body
         shown = body if len(body) <= 2000 else body[:2000] + "..."
-        super().__init__(f"{url} answered HTTP {status}: {shown}")
+        super().__init__(f"{url} answered HTTP {status}: {shown}" + (f" ({hint})" if hint else ""))
 
 
 class ServerResponseError(RuntimeError):
@@ -99,8 +148,9 @@ class OpenAIPolicyConfig:
 
     Attributes:
         base_url: the server's API root, ending in ``/v1``.
-        model: the served model name; None asks ``GET {base_url}/models`` for the
-            first one (vLLM and SGLang serve one model).
+        model: the served model name; None asks ``GET {base_url}/models`` (the listed
+            `tokenizer` name if listed, else the first model; vLLM and SGLang serve
+            one), and uses the `tokenizer` name when nothing is listed.
         api_key: sent as a bearer token; None reads ``$OPENAI_API_KEY`` (and sends
             nothing if that is unset too).
         prompt_format: "plain" (``"Problem: ...\\nSolution:\\nStep 1:"``, the bundled
@@ -116,7 +166,13 @@ class OpenAIPolicyConfig:
         logprobs: ask for ``logprobs: 0`` to count completion tokens per sample
             exactly; turn off for servers that reject it.
         timeout_s: seconds to wait for one response.
-        max_retries: retries (with backoff) after HTTP 429/502/503/504.
+        max_retries: retries after a refused or dropped connection, a timeout or
+            HTTP 429/502/503/504 (to ride out a server restart, give enough retries
+            for the restart's duration).
+        retry_backoff_s: the wait before the first retry; doubled for each next one.
+        retry_backoff_max_s: the longest wait between two attempts.
+        max_concurrency: most requests in flight at once when a server needs one
+            request per prompt or per sample (it ignores lists of prompts or ``n``).
         extra_body: more JSON fields for every completions request (e.g.
             ``{"top_k": 20, "repetition_penalty": 1.1}`` for vLLM).
     """
@@ -132,6 +188,9 @@ class OpenAIPolicyConfig:
     logprobs: bool = True
     timeout_s: float = 600.0
     max_retries: int = 2
+    retry_backoff_s: float = 0.5
+    retry_backoff_max_s: float = 10.0
+    max_concurrency: int = 8
     extra_body: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -151,6 +210,10 @@ class OpenAIPolicyConfig:
             raise ValueError(f"OpenAIPolicyConfig.batch_size must be >= 1, got {self.batch_size}")
         if self.num_parameters < 0 or self.max_retries < 0 or self.timeout_s <= 0:
             raise ValueError("OpenAIPolicyConfig: num_parameters and max_retries must be >= 0, timeout_s > 0")
+        if self.retry_backoff_s < 0 or self.retry_backoff_max_s < 0:
+            raise ValueError("OpenAIPolicyConfig: retry_backoff_s and retry_backoff_max_s must be >= 0")
+        if self.max_concurrency < 1:
+            raise ValueError(f"OpenAIPolicyConfig.max_concurrency must be >= 1, got {self.max_concurrency}")
 
 
 class OpenAIPolicy:
@@ -182,6 +245,12 @@ class OpenAIPolicy:
         # Environment proxies are for the outside world; a local server is reached directly.
         proxies = {} if _is_loopback(host) else None
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))
+        # What the server turned out to do (None: not seen yet); see the module docstring.
+        self._lists: bool | None = None  # accepts a list of prompts in one request
+        self._n: bool | None = None  # honours n > 1
+        self._dropped: set[str] = set()  # optional fields it rejects
+        self._adds_bos: bool | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def from_url(cls, base_url: str, **config: Any) -> OpenAIPolicy:
@@ -192,11 +261,27 @@ class OpenAIPolicy:
     def model(self) -> str:
         """The served model name (asked of ``GET /models`` once when not configured)."""
         if self._model is None:
-            listing = self._request("GET", "/models")
+            try:
+                listing = self._request("GET", "/models")
+            except ServerHTTPError as error:
+                if error.status != 404:
+                    raise
+                listing = {"data": []}
             models = listing.get("data") if isinstance(listing, dict) else None
-            if not models or not isinstance(models[0], dict) or "id" not in models[0]:
-                raise ServerResponseError(f"{self.base_url}/models lists no model: {str(listing)[:500]}")
-            self._model = str(models[0]["id"])
+            if not isinstance(models, list) or any(not isinstance(m, dict) or "id" not in m for m in models):
+                raise ServerResponseError(f"{self.base_url}/models: not a model list: {str(listing)[:500]}")
+            ids = [str(m["id"]) for m in models]
+            wanted = self.config.tokenizer
+            if wanted is not None and (wanted in ids or not ids):
+                if not ids:  # e.g. transformers serve lists a local folder only once it is loaded
+                    logger.info("%s/models lists no model; using the tokenizer name %r", self.base_url, wanted)
+                self._model = wanted
+            elif ids:
+                self._model = ids[0]
+            else:
+                raise ServerResponseError(
+                    f"{self.base_url}/models lists no model; set `model` (the name the server serves it under)"
+                )
         return self._model
 
     # --- prompts (as HFPolicy renders them) --------------------------------------
@@ -230,67 +315,176 @@ class OpenAIPolicy:
     def _complete(
         self, prompts: list[str], n: int, sampling: SamplingConfig, max_tokens: int, stop: list[str] | None
     ) -> tuple[list[list[str]], list[int], list[int], int]:
-        """`n` completions per prompt: texts (len(prompts) x n), per-prompt costs, requests made."""
+        """`n` completions per prompt: texts (len(prompts) x n), per-prompt costs, requests made.
+
+        The work is planned as requests (`_Job`), re-planned whenever a reply shows
+        what the server does with lists of prompts and with ``n``. While that is
+        unknown, one request goes at a time; then all the rest at once.
+        """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         copies = 1 if sampling.greedy else n
-        texts: list[list[str]] = []
-        prompt_tokens: list[int] = []
-        completion_tokens: list[int] = []
+        fields: dict[str, Any] = {
+            "max_tokens": max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+        }
+        if stop:
+            fields["stop"] = stop
+        _ = self.model  # resolved here, before any concurrent request
+        got = [0] * len(prompts)
+        texts: list[list[str]] = [[] for _ in prompts]
+        prompt_tokens = [0] * len(prompts)
+        completion_tokens = [0] * len(prompts)
         calls = 0
-        for start in range(0, len(prompts), self.config.batch_size):
-            chunk = prompts[start : start + self.config.batch_size]
-            body: dict[str, Any] = {
-                "model": self.model,
-                "prompt": chunk,
-                "n": copies,
-                "max_tokens": max_tokens,
-                "temperature": sampling.temperature,
-                "top_p": sampling.top_p,
-            }
-            if stop:
-                body["stop"] = stop
-            if sampling.seed is not None:
-                body["seed"] = sampling.seed
-            if self.config.logprobs:
-                body["logprobs"] = 0
-            if self.chat:
-                body["add_special_tokens"] = False
-            body.update(self.config.extra_body or {})
-            response = self._request("POST", "/completions", body)
-            calls += 1
-            choices = self._choices(response, len(chunk) * copies)
-            usage = response.get("usage") or {}
-            # Completion tokens: exact per choice from logprobs, else by characters.
-            counted = [_logprob_tokens(choice) for choice in choices]
-            exact = all(count is not None for count in counted)
-            weights = [
-                count if exact else len(choice["text"]) + 1  # +1: the stop or end token
-                for count, choice in zip(counted, choices)
-            ]
-            per_choice = _split(_usage_int(usage, "completion_tokens"), weights, exact, "completion", self.base_url)
-            # Prompt tokens: exact with a local tokenizer, else by characters.
-            if self.tokenizer is not None:
-                prompt_weights = [len(self.tokenizer(p, add_special_tokens=not self.chat)["input_ids"]) for p in chunk]
-            else:
-                prompt_weights = [len(p) for p in chunk]
-            per_prompt = _split(
-                _usage_int(usage, "prompt_tokens"), prompt_weights, self.tokenizer is not None, "prompt", self.base_url
-            )
-            for i in range(len(chunk)):
-                row = [choices[i * copies + (j if copies > 1 else 0)]["text"] for j in range(n)]
-                texts.append(row)
-                prompt_tokens.append(per_prompt[i])
-                completion_tokens.append(sum(per_choice[i * copies : (i + 1) * copies]))
+
+        def record(job: _Job, reply: _Reply) -> None:
+            for row, i in enumerate(job.indices):
+                texts[i] += reply.texts[row]
+                prompt_tokens[i] += reply.prompt_tokens[row]
+                completion_tokens[i] += reply.completion_tokens[row]
+                got[i] += len(reply.texts[row])
+
+        def send(job: _Job) -> _Reply:
+            return self._send(job, prompts, fields, sampling.seed, stop)
+
+        while jobs := self._plan(got, copies):
+            probe = next((job for job in jobs if self._probes(job)), None)
+            try:
+                if probe is not None or len(jobs) == 1:
+                    job = probe or jobs[0]
+                    replies = [(job, send(job))]
+                else:
+                    with ThreadPoolExecutor(min(len(jobs), self.config.max_concurrency)) as pool:
+                        replies = list(zip(jobs, pool.map(send, jobs)))
+            except _Replan:
+                continue
+            for job, reply in replies:
+                record(job, reply)
+            calls += len(replies)
+        if copies == 1 and n > 1:  # greedy: one sample, repeated
+            texts = [row * n for row in texts]
         return texts, prompt_tokens, completion_tokens, calls
 
-    def _choices(self, response: Any, expected: int) -> list[dict[str, Any]]:
-        """The response's choices in prompt-major order (``index = prompt * n + sample``)."""
+    def _plan(self, got: list[int], copies: int) -> list[_Job]:
+        """The requests that bring every prompt from `got[i]` to `copies` samples."""
+        by_first: dict[int, list[int]] = {}
+        for i, count in enumerate(got):
+            if count < copies:
+                by_first.setdefault(count, []).append(i)
+        size = 1 if self._lists is False else self.config.batch_size
+        jobs = []
+        for first, indices in by_first.items():
+            groups = [tuple(indices[s : s + size]) for s in range(0, len(indices), size)]
+            step = 1 if self._n is False else copies - first
+            for start in range(first, copies, step):  # a prompt's samples in order
+                jobs += [_Job(group, min(step, copies - start), start) for group in groups]
+        return jobs
+
+    def _probes(self, job: _Job) -> bool:
+        """Whether `job`'s reply would show something still unknown about the server."""
+        return self._lists is None or (job.n > 1 and self._n is None)
+
+    def _send(
+        self, job: _Job, prompts: list[str], fields: dict[str, Any], seed: int | None, stop: list[str] | None
+    ) -> _Reply:
+        """One ``POST /completions`` for `job`; learns the server's ways from its answer."""
+        url = f"{self.base_url}/completions"
+        body: dict[str, Any] = {"model": self.model, "prompt": [prompts[i] for i in job.indices], "n": job.n}
+        body.update(fields)
+        if seed is not None:
+            body["seed"] = seed + job.first  # sample j of a prompt has seed + j whoever draws it
+        if self.config.logprobs:
+            body["logprobs"] = 0
+        if self.chat:
+            body["add_special_tokens"] = False
+        body.update(self.config.extra_body or {})
+        dropped_now: list[str] = []
+        while True:
+            sent = {key: value for key, value in body.items() if key not in self._dropped}
+            if "add_special_tokens" in body and "add_special_tokens" not in sent:
+                sent["prompt"] = [self._without_bos(p) for p in sent["prompt"]]
+            if self._lists is False:
+                sent["prompt"] = sent["prompt"][0]  # a one-prompt job, sent as a string
+            try:
+                response = self._request("POST", "/completions", sent)
+                break
+            except ServerHTTPError as error:
+                if self._lists is None and _rejects_prompt_list(error):
+                    self._lists = False
+                    logger.info("%s takes one prompt per request; sending one request per prompt", url)
+                    raise _Replan from None
+                rejected = self._rejected_fields(error, sent)
+                if not rejected:
+                    raise
+                if dropped_now:  # one retry only
+                    hint = f"also after dropping the optional fields {dropped_now}"
+                    raise ServerHTTPError(error.url, error.status, error.body, hint) from None
+                extra = sorted(set(rejected) - set(OPTIONAL_FIELDS))
+                if extra:
+                    where = " from extra_body" if set(extra) & set(self.config.extra_body or {}) else ""
+                    hint = f"the server does not accept {extra}: remove them{where}"
+                    raise ServerHTTPError(error.url, error.status, error.body, hint) from None
+                with self._lock:
+                    new = [key for key in rejected if key not in self._dropped]
+                    self._dropped.update(rejected)
+                dropped_now = rejected
+                if new:
+                    costs = "; ".join(f"without {key}, {DROPPED_COST[key]}" for key in new)
+                    logger.warning("%s rejects %s (HTTP %s): sending without them; %s", url, new, error.status, costs)
+        if isinstance(sent["prompt"], list):
+            self._lists = True
+        return self._reply(response, job, sent, stop)
+
+    def _reply(self, response: Any, job: _Job, sent: dict[str, Any], stop: list[str] | None) -> _Reply:
+        """Texts and costs per prompt of `job`, from the server's `response` to `sent`."""
+        size = len(job.indices)
+        choices = self._choices(response, size * job.n, size if job.n > 1 and self._n is not True else None)
+        n = len(choices) // size
+        if job.n > 1:
+            if n == job.n:
+                self._n = True
+            elif self._n is None:
+                self._n = False
+                logger.info("%s ignores n > 1; asking for the other samples in separate requests", self.base_url)
+        texts = [choice["text"] for choice in choices]
+        if stop:  # some servers (transformers serve) leave the stop string in the text
+            texts = [cut_step(text, stop) for text in texts]
+        usage = response.get("usage") or {}
+        # Completion tokens: exact per choice from logprobs, else by characters.
+        counted = [_logprob_tokens(choice) for choice in choices]
+        exact = all(count is not None for count in counted)
+        weights = [
+            count if exact else len(text) + 1  # +1: the stop or end token
+            for count, text in zip(counted, texts)
+        ]
+        per_choice = _split(_usage_int(usage, "completion_tokens"), weights, exact, "completion", self.base_url)
+        # Prompt tokens: exact with a local tokenizer (tokenizing what was sent as the server does), else by characters.
+        chunk = sent["prompt"] if isinstance(sent["prompt"], list) else [sent["prompt"]]
+        if self.tokenizer is not None:
+            specials = sent.get("add_special_tokens", True) is not False
+            prompt_weights = [len(self.tokenizer(p, add_special_tokens=specials)["input_ids"]) for p in chunk]
+        else:
+            prompt_weights = [len(p) for p in chunk]
+        per_prompt = _split(
+            _usage_int(usage, "prompt_tokens"), prompt_weights, self.tokenizer is not None, "prompt", self.base_url
+        )
+        return _Reply(
+            texts=[texts[i * n : (i + 1) * n] for i in range(size)],
+            prompt_tokens=per_prompt,
+            completion_tokens=[sum(per_choice[i * n : (i + 1) * n]) for i in range(size)],
+        )
+
+    def _choices(self, response: Any, expected: int, also: int | None = None) -> list[dict[str, Any]]:
+        """The response's choices in prompt-major order (``index = prompt * n + sample``).
+
+        `also`: another acceptable count (one choice per prompt, from a server that ignores ``n``).
+        """
         url = f"{self.base_url}/completions"
         choices = response.get("choices") if isinstance(response, dict) else None
         if not isinstance(choices, list):
             raise ServerResponseError(f"{url}: response has no 'choices' list: {str(response)[:500]}")
-        if len(choices) != expected:
+        if len(choices) not in (expected, also):
             raise ServerResponseError(
                 f"{url}: expected {expected} choices (prompts x n), got {len(choices)}; "
                 "does the server accept a list of prompts with n > 1?"
@@ -298,12 +492,36 @@ class OpenAIPolicy:
         if any(not isinstance(c, dict) or not isinstance(c.get("text"), str) for c in choices):
             raise ServerResponseError(f"{url}: every choice needs a 'text' string: {str(choices)[:500]}")
         indices = [c.get("index") for c in choices]
-        if all(isinstance(i, int) for i in indices) and sorted(indices) == list(range(expected)):
+        if all(isinstance(i, int) for i in indices) and sorted(indices) == list(range(len(choices))):
             choices = sorted(choices, key=lambda c: c["index"])  # else keep the server's order
         return choices
 
+    def _rejected_fields(self, error: ServerHTTPError, sent: Mapping[str, Any]) -> list[str]:
+        """Fields of `sent` that `error` rejects as unknown ([] when it is another error).
+
+        A 422 that names no field is taken to reject the optional ones sent.
+        """
+        text = error.body.lower()
+        if error.status != 422 and not (error.status == 400 and any(word in text for word in UNKNOWN_FIELD_WORDS)):
+            return []
+        named = [key for key in sent if any(f"{q}{key.lower()}{q}" in text for q in ("'", '"', "`"))]
+        named = [key for key in named if key not in ("model", "prompt")]
+        if named:
+            return named
+        return [key for key in OPTIONAL_FIELDS if key in sent] if error.status == 422 else []
+
+    def _without_bos(self, prompt: str) -> str:
+        """`prompt` without a leading BOS text, when the server's tokenizer will add the BOS itself."""
+        bos = getattr(self.tokenizer, "bos_token", None)
+        if not bos or not prompt.startswith(bos):
+            return prompt
+        if self._adds_bos is None:
+            ids = self.tokenizer("", add_special_tokens=True)["input_ids"]
+            self._adds_bos = bool(ids) and ids[0] == self.tokenizer.bos_token_id
+        return prompt[len(bos) :] if self._adds_bos else prompt
+
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """JSON in, JSON out; errors name the URL (and carry the status and body)."""
+        """JSON in, JSON out, with retries; errors name the URL (and carry the status and body)."""
         url = self.base_url + path
         headers = {"Accept": "application/json"}
         data = None
@@ -313,7 +531,8 @@ class OpenAIPolicy:
         api_key = self.config.api_key if self.config.api_key is not None else os.environ.get("OPENAI_API_KEY")
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        for attempt in range(self.config.max_retries + 1):
+        retries, waited = self.config.max_retries, 0.0
+        for attempt in range(retries + 1):
             request = urllib.request.Request(url, data=data, headers=headers, method=method)
             try:
                 with self._opener.open(request, timeout=self.config.timeout_s) as response:
@@ -321,21 +540,26 @@ class OpenAIPolicy:
                 break
             except urllib.error.HTTPError as error:
                 text = error.read().decode("utf-8", "replace")
-                if error.code in RETRY_STATUSES and attempt < self.config.max_retries:
-                    time.sleep(0.5 * 2**attempt)
-                    continue
-                raise ServerHTTPError(url, error.code, text) from None
-            except urllib.error.URLError as error:
-                raise ServerConnectionError(
-                    f"cannot reach the OpenAI-compatible server at {url}: {error.reason}. "
-                    "Is it running? e.g. `vllm serve MODEL --port 8000` with base_url http://127.0.0.1:8000/v1"
-                ) from None
-            except TimeoutError:
-                raise ServerConnectionError(
-                    f"no answer from {url} within {self.config.timeout_s} s (raise timeout_s for long batches)"
-                ) from None
-            except (OSError, http.client.HTTPException) as error:  # e.g. the server dropped the connection
-                raise ServerConnectionError(f"connection to {url} failed: {error!r}") from None
+                if error.code not in RETRY_STATUSES or attempt == retries:
+                    raise ServerHTTPError(url, error.code, text) from None
+                reason = f"HTTP {error.code}"
+            except (OSError, http.client.HTTPException) as error:  # refused, dropped, timed out, unknown host
+                reason, retryable = _connection_failure(error)
+                if attempt == retries or not retryable:
+                    tried = f"{attempt + 1} attempt(s), {waited:.1f} s of waiting; max_retries={retries}"
+                    if reason == "timed out":
+                        raise ServerConnectionError(
+                            f"no answer from {url} within {self.config.timeout_s} s ({tried}); "
+                            "raise timeout_s for long batches"
+                        ) from None
+                    raise ServerConnectionError(
+                        f"cannot reach the OpenAI-compatible server at {url}: {reason} ({tried}). "
+                        "Is it running? e.g. `vllm serve MODEL --port 8000` with base_url http://127.0.0.1:8000/v1"
+                    ) from None
+            delay = min(self.config.retry_backoff_s * 2**attempt, self.config.retry_backoff_max_s)
+            logger.warning("%s: %s; retry %d/%d in %.1f s", url, reason, attempt + 1, retries, delay)
+            time.sleep(delay)
+            waited += delay
         try:
             return json.loads(payload)
         except json.JSONDecodeError:
@@ -343,6 +567,46 @@ class OpenAIPolicy:
 
 
 # --- helpers ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One request: the prompts at `indices`, `n` samples each, numbered from `first`."""
+
+    indices: tuple[int, ...]
+    n: int
+    first: int
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """A request's results per prompt of its job: texts (n each) and token costs."""
+
+    texts: list[list[str]]
+    prompt_tokens: list[int]
+    completion_tokens: list[int]
+
+
+class _Replan(Exception):
+    """The server rejected the request's form (a list of prompts); plan the work again."""
+
+
+def _rejects_prompt_list(error: ServerHTTPError) -> bool:
+    """A 400/422 that says the prompt must not be a list (``transformers serve``: "prompt must be a string")."""
+    text = error.body.lower()
+    return error.status in (400, 422) and "prompt" in text and any(w in text for w in ("str", "list", "array"))
+
+
+def _connection_failure(error: OSError | http.client.HTTPException) -> tuple[str, bool]:
+    """Why a request got no answer, and whether that is worth retrying (not for an unknown host)."""
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
+    if isinstance(reason, TimeoutError):  # socket.timeout is TimeoutError
+        return "timed out", True
+    if isinstance(reason, socket.gaierror):
+        return str(reason), False
+    if isinstance(error, urllib.error.URLError):
+        return str(reason), True  # e.g. [Errno 111] Connection refused
+    return f"connection failed: {error!r}", True  # e.g. the server dropped the connection
 
 
 def _is_loopback(host: str) -> bool:

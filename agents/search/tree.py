@@ -92,6 +92,10 @@ class Tree:
             path.append(self.parent[path[-1]])
         return path[::-1]
 
+    def node_of(self, state: ReasoningState) -> int | None:
+        """The id of the node holding `state` (e.g. a search's chosen trace), or None."""
+        return next((node for node in range(len(self)) if self.state[node] == state), None)
+
     def leaves(self) -> list[int]:
         """Nodes without children (the root alone is a leaf of an empty tree)."""
         return [node for node in range(len(self)) if not self.children[node]]

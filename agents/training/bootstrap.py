@@ -19,6 +19,7 @@ changed config builds anew, and an interrupted build leaves nothing that loads.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -28,7 +29,7 @@ from typing import Any
 import torch
 from transformers import set_seed
 
-from agents.artifacts import artifact_dir, build_atomically, read_manifest
+from agents.artifacts import artifact_dir, build_atomically, is_complete, read_manifest
 from agents.config import to_dict
 from agents.models.hf_policy import HFPolicy
 from agents.models.hf_value import HFValueModel
@@ -42,6 +43,8 @@ from reasoning_gym import ProblemSet, make_source, render_state
 from reasoning_gym.sources.base import source_kwargs
 
 FORMAT_VERSION = 5  # bump when a change to the code alters what a config builds
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -223,8 +226,11 @@ def bootstrap(config: BootstrapConfig | None = None, home: Path | None = None, s
         tokenizer = build_tokenizer(config.model, corpus)
         model = build_policy_model(config.model, tokenizer)
         data = data_builders()[0](config, problems_once(), tokenizer.eos_token)
+        logger.info("pi_0: SFT of a %s-parameter model on %d examples, %d steps",
+                    f"{model.num_parameters():,}", len(data), config.policy.max_steps)  # fmt: skip
         started = time.time()
-        train_policy(model, tokenizer, data, config.policy, str(out / "trainer"), config.seed, show_progress)
+        train_policy(model, tokenizer, data, config.policy, str(out / "trainer"), config.seed, show_progress,
+                     description="train pi_0 (SFT)")  # fmt: skip
         _save(model, tokenizer, out)
         return {"parameters": model.num_parameters(), "train_seconds": round(time.time() - started, 1), "examples": len(data)}
 
@@ -235,14 +241,26 @@ def bootstrap(config: BootstrapConfig | None = None, home: Path | None = None, s
         data = data_builders()[1](config, problems_once(), policy_dir, show_progress)
         set_seed(config.seed)
         model, tokenizer = load_value_backbone(str(policy_dir))
+        logger.info("V_0: regression of pi_0's backbone plus a scalar head on %d labelled states, %d steps",
+                    len(data), config.value.max_steps)  # fmt: skip
         started = time.time()
-        train_value_model(model, tokenizer, data, config.value, str(out / "trainer"), config.seed, show_progress)
+        train_value_model(model, tokenizer, data, config.value, str(out / "trainer"), config.seed, show_progress,
+                          description="train V_0 (PRM)")  # fmt: skip
         _save(model, tokenizer, out)
         return {"parameters": model.num_parameters(), "train_seconds": round(time.time() - started, 1), "examples": len(data)}
 
+    _announce("pi_0", policy_dir)
     policy_manifest = build_atomically(policy_dir, config.policy_key(), build_policy)
+    _announce("V_0", value_dir)
     value_manifest = build_atomically(value_dir, config.value_key(), build_value)
     return BootstrapResult(policy_dir, value_dir, policy_manifest, value_manifest)
+
+
+def _announce(name: str, folder: Path) -> None:
+    if is_complete(folder):
+        logger.debug("%s: cached in %s", name, folder)
+    else:
+        logger.info("%s: building %s", name, folder)
 
 
 def _save(model: torch.nn.Module, tokenizer, out: Path) -> None:

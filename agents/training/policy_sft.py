@@ -8,7 +8,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
-from agents.training.trainer_args import common_training_args, schedule_args
+from agents.training.trainer_args import common_training_args, run_trainer, schedule_args
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,12 @@ def train_policy(
     output_dir: str,
     seed: int = 0,
     show_progress: bool = True,
+    description: str = "train policy (SFT)",
 ) -> PreTrainedModel:
     """Fine-tune `model` on `dataset` (a ``text`` column, or ``prompt``/``completion``).
 
     Returns the trained model (the same object); saving it is the caller's job.
+    `description` names the progress bar and the log line of the run.
     """
     config = SFTConfig(
         output_dir=output_dir,
@@ -58,5 +60,5 @@ def train_policy(
         **common_training_args(seed),
     )
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
-    trainer.train()
+    run_trainer(trainer, description, show_progress)
     return trainer.model

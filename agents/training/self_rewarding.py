@@ -33,7 +33,7 @@ from trl import DPOConfig, DPOTrainer
 
 from agents.models.base import ValueModel
 from agents.training.rest_em import RestEMSettings, SampledSolution
-from agents.training.trainer_args import common_training_args, schedule_args
+from agents.training.trainer_args import common_training_args, run_trainer, schedule_args
 from agents.training.tree_targets import TreeTargets
 
 
@@ -136,7 +136,7 @@ def train_dpo(
     trainer = DPOTrainer(
         model=model, ref_model=ref_model, args=config, train_dataset=dataset, processing_class=tokenizer
     )
-    trainer.train()
+    run_trainer(trainer, "train policy (DPO)", show_progress)
     model = trainer.model
     model.eval()
     return model

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -81,6 +82,8 @@ METHODS = ("rest_mcts", "rest_em", "self_rewarding", "weighted_nll")
 STAGES = ("search", "buffer", "policy", "value", "eval")
 TREE_SEARCH_METHODS = frozenset({"rest_mcts", "weighted_nll"})
 _UNBOUND = ("run_dir", "iterations", "show_progress")  # config fields a resumed run may change
+
+logger = logging.getLogger(__name__)
 
 
 # --- config --------------------------------------------------------------------------------
@@ -372,6 +375,7 @@ class SelfTrainer:
         """Run one stage unless its marker exists; returns its record."""
         done = self.stage_record(iteration, stage)
         if done is not None:
+            logger.info("iteration %d %s: done in an earlier run, skipped", iteration, stage)
             return done
         _remove_temporaries(self.iteration_dir(iteration))
         _remove_temporaries(self.marker(iteration, stage).parent)
@@ -380,6 +384,8 @@ class SelfTrainer:
         record = getattr(self, f"stage_{stage}")(iteration)
         record = {"stage": stage, "iteration": iteration, **record, "seconds": round(time.perf_counter() - started, 3)}
         write_json_atomically(self.marker(iteration, stage), record)
+        untrained = " (no model trained: the previous one is kept)" if record.get("trained") is False else ""
+        logger.info("iteration %d %s: done in %.1f s%s", iteration, stage, record["seconds"], untrained)
         return record
 
     # --- the loop ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import torch
 from datasets import Dataset
 from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
-from agents.training.trainer_args import common_training_args, schedule_args
+from agents.training.trainer_args import common_training_args, run_trainer, schedule_args
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,12 @@ def train_value_model(
     output_dir: str,
     seed: int = 0,
     show_progress: bool = True,
+    description: str = "train PRM",
 ) -> PreTrainedModel:
-    """Fit `model` (one-output sequence classifier) to the ``target`` column of `dataset`."""
+    """Fit `model` (one-output sequence classifier) to the ``target`` column of `dataset`.
+
+    `description` names the progress bar and the log line of the run.
+    """
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     args = TrainingArguments(
@@ -87,6 +91,6 @@ def train_value_model(
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
     )
-    trainer.train()
+    run_trainer(trainer, description, show_progress)
     model.eval()
     return trainer.model

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
-from agents.training.trainer_args import common_training_args, schedule_args
+from agents.training.trainer_args import common_training_args, run_trainer, schedule_args
 
 IGNORE = -100
 
@@ -171,6 +171,6 @@ def train_weighted_nll(
         ref_model=ref_model,
         kl_coef=settings.kl_coef,
     )
-    trainer.train()
+    run_trainer(trainer, "train policy (weighted NLL)", show_progress)
     model.eval()
     return trainer.model
