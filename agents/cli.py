@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from agents.config import ConfigError, from_dict, load_yaml
+from agents.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 
 logger = logging.getLogger(__name__)
 
@@ -23,10 +23,15 @@ def _bootstrap_config(path: str | None):
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     """Build (or reuse) pi_0 and V_0 and print where they are."""
+    from agents.artifacts import rest_mcts_home
+    from agents.integrations.wandb_logging import log_bootstrap, start_run
     from agents.training.bootstrap import bootstrap
 
     config = _bootstrap_config(args.config)
-    result = bootstrap(config, home=Path(args.home) if args.home else None)
+    home = Path(args.home) if args.home else None
+    with start_run("bootstrap", to_dict(config), home or rest_mcts_home(), not args.no_wandb, args.verbose) as tracker:
+        result = bootstrap(config, home=home)
+        log_bootstrap(tracker, result)
     for name, folder, manifest in (
         ("policy pi_0", result.policy_dir, result.policy_manifest),
         ("PRM V_0", result.value_dir, result.value_manifest),
@@ -214,6 +219,15 @@ def cmd_solve(args: argparse.Namespace) -> int:
         chosen = result.tree.node_of(result.trace)
         path = write_tree_html(result.tree, args.tree, chosen=chosen, oracle=problem.answer if graded else None)
         print(f"tree view written to {path} (open it in a browser)")
+    if args.log:
+        from agents.integrations.wandb_logging import log_solve, start_run
+
+        settings = {"agent": args.agent, "options": options, "budget_tokens": args.budget_tokens,
+                    "max_steps": args.max_steps, "problem": {"id": problem.id, "question": problem.question,
+                    "answer": problem.answer if graded else None}, "policy": models.policy_name,
+                    "value": models.value_name}  # fmt: skip
+        with start_run("solve", settings, args.log_dir, verbose=args.verbose) as tracker:
+            log_solve(tracker, problem, result, grade(result.trace) if graded else None, flops, args.tree)
     return 0
 
 
@@ -263,13 +277,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Every search agent at every budget and seed: the table, and with --out the JSON and plots."""
     from dataclasses import replace
 
-    from agents.compare import CompareConfig, load_config, run_from_config
+    from agents.compare import CompareConfig, run_from_config
+    from agents.integrations.wandb_logging import log_compare, start_run
 
-    config = load_config(args.config) if args.config else CompareConfig()
+    data = apply_overrides(load_yaml(args.config) if args.config else {}, args.set)
+    config = from_dict(CompareConfig, data, where=args.config or "compare")
     if args.policy or args.value:
         policy, value = args.policy or config.models.policy, args.value or config.models.value
         config = replace(config, models=replace(config.models, policy=policy, value=value))
-    run_from_config(config, out=args.out, progress=not args.no_progress)
+    if args.ray is not None or args.ray_workers is not None:
+        config = replace(config, ray=ray_config(args, config.ray))
+    run_dir = Path(args.out).parent if args.out else Path("runs/compare")
+    with start_run("compare", to_dict(config), run_dir, config.wandb and not args.no_wandb, args.verbose) as tracker:
+        result = run_from_config(config, out=args.out, progress=not args.no_progress)
+        log_compare(tracker, result, config, args.out)
     return 0
 
 
@@ -278,20 +299,56 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_self_train(args: argparse.Namespace) -> int:
     """Run (or resume) ReST-MCTS* self-training or a baseline; print the per-iteration table."""
+    from agents.integrations.wandb_logging import log_self_train_outputs, log_self_train_record, start_run
     from agents.training.self_train import SelfTrainer, format_summary, load_config
 
     overrides = {"run_dir": args.run_dir, "method": args.method, "seed": args.seed, "iterations": args.iterations}
     if args.no_progress:
         overrides["show_progress"] = False
     config = load_config(args.config, **overrides)
+    if args.ray is not None or args.ray_workers is not None:
+        from dataclasses import replace
+
+        config = replace(config, ray=ray_config(args, config.ray))
     if args.no_progress:
         from datasets.utils.logging import disable_progress_bar
 
         disable_progress_bar()
-    records = SelfTrainer(config).run()
+    enabled = config.wandb and not args.no_wandb
+    with start_run("self-train", to_dict(config), config.run_dir, enabled, args.verbose) as tracker:
+        records = SelfTrainer(config, on_record=lambda record: log_self_train_record(tracker, record)).run()
+        log_self_train_outputs(tracker, config.run_dir, records)
     print(format_summary(records))
     print(f"records: {Path(config.run_dir) / 'iteration_<i>' / 'record.json'}")
     return 0
+
+
+def ray_config(args: argparse.Namespace, configured):
+    """The config's `RayConfig` (or the defaults) with ``--ray [ADDRESS]``, ``--ray-workers`` and ``-v`` applied."""
+    from dataclasses import replace
+
+    from agents.integrations.ray_runner import RayConfig
+
+    config = configured or RayConfig()
+    changes: dict = {"verbose": config.verbose or bool(getattr(args, "verbose", False))}
+    if args.ray is not None:
+        changes["address"] = None if args.ray == "local" else args.ray
+    if args.ray_workers is not None:
+        changes["num_workers"] = args.ray_workers
+    return replace(config, **changes)
+
+
+def add_ray_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                        help=f"run {what} on Ray: a private local instance, or join a cluster with --ray auto "
+                        "(or HEAD:6379); overrides the config's ray.address")  # fmt: skip
+    parser.add_argument("--ray-workers", type=int, help="Ray workers, each with its own model copy (default: 2; implies --ray)")
+
+
+def add_wandb_argument(parser: argparse.ArgumentParser, where: str) -> None:
+    parser.add_argument("--no-wandb", action="store_true",
+                        help=f"no Weights & Biases logging (default: on; offline, in a wandb/ folder under {where}, unless "
+                        "W&B credentials are set; see agents/integrations/wandb_logging.py)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -303,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--home", help="cache folder (default: $REST_MCTS_HOME or ~/.cache/rest-mcts)")
     boot.add_argument("--evaluate", action="store_true", help="also report greedy, pass@8, maj@8 and PRM AUROC")
     boot.add_argument("--problems", type=int, default=200, help="held-out test problems for --evaluate")
+    add_wandb_argument(boot, "the home folder")
     boot.set_defaults(handler=cmd_bootstrap)
 
     demo = commands.add_parser(
@@ -345,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--top", type=int, default=3, help="leaves / beams / answers to show")
     solve.add_argument("--tree-json", help="write the MCTS* search tree to this JSON file")
     solve.add_argument("--tree", metavar="HTML", help="write the MCTS* search tree as a self-contained HTML page")
+    solve.add_argument("--log", action="store_true", help="log the config and the result to Weights & Biases "
+                       "(offline unless W&B credentials are set; see agents/integrations/wandb_logging.py)")  # fmt: skip
+    solve.add_argument("--log-dir", default="runs/solve", help="where --log puts its W&B run (default: runs/solve)")
     solve.set_defaults(handler=cmd_solve)
 
     compare = commands.add_parser(
@@ -355,6 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--policy", help="override models.policy")
     compare.add_argument("--value", help="override models.value")
     compare.add_argument("--no-progress", action="store_true", help="no progress bars")
+    compare.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                         help="override config keys, e.g. --set agents.mcts_star.exploration=0.7 problems.size=50 "
+                         "(configs/sweep.yaml passes its swept values this way)")  # fmt: skip
+    add_wandb_argument(compare, "the folder of --out (runs/compare without it)")
+    add_ray_arguments(compare, "the (agent, budget, seed) runs")
     compare.set_defaults(handler=cmd_compare)
 
     self_train = commands.add_parser(
@@ -371,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     self_train.add_argument("--run-dir", help="override the config's run_dir")
     self_train.add_argument("--seed", type=int, help="override the config's seed")
     self_train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_wandb_argument(self_train, "the run_dir")
+    add_ray_arguments(self_train, "the MCTS* search stage's batches")
     self_train.set_defaults(handler=cmd_self_train)
     # --verbose before or after the command name: rest-mcts -v demo, rest-mcts demo -v.
     parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)

@@ -7,7 +7,9 @@ The comparison runner behind ``rest-mcts compare`` and ``benchmarks/search_vs_bu
    CoT is deterministic and cannot use more budget, so it appears once, at 1x.
 2. Every other agent runs at every budget ``Budget(completion_tokens=round(m x CoT
    cost))`` for the multipliers m, and at every seed (its sampling seed), on the
-   same problems in lockstep batches of `CompareConfig.batch_size`.
+   same problems in lockstep batches of `CompareConfig.batch_size`. With
+   `CompareConfig.ray` these runs go to Ray workers (`agents.integrations.ray_runner`),
+   with the same results.
 3. Answers are graded with `reasoning_gym.grade`; each (agent, budget, seed) run
    records accuracy and mean policy completion tokens, total tokens (prompt +
    completion + PRM), model FLOPs (`Usage.flops`, PRM included) and wall time
@@ -65,10 +67,11 @@ from typing import IO, Any
 import numpy as np
 
 from agents.config import ConfigError, from_dict, load_yaml, to_dict
+from agents.integrations.ray_runner import RayConfig
 from agents.models.base import Policy, ValueModel
 from agents.search.budget import Budget, Usage
 from agents.search.registry import AGENTS, NEEDS_VALUE, make_agent
-from reasoning_gym import EpisodeLimits, Problem, ProblemSet, get_task, grade, make_source
+from reasoning_gym import EpisodeLimits, Problem, ProblemSet, format_step, get_task, grade, make_source
 from reasoning_gym.sources.base import source_kwargs
 
 CI_METHODS = ("bootstrap", "wilson")
@@ -188,6 +191,12 @@ class CompareConfig:
             pick is the oracle (pass@N at the budget: the ceiling of sampling),
             and ``"mcts_star_oracle"``, MCTS* with `OracleValue` (the ceiling of
             the search), both at every budget and seed like the agents.
+        ray: run the (agent, budget, seed) runs on Ray workers that load `models`
+            themselves (see `agents.integrations.ray_runner`); None: in this
+            process. The results are the same either way.
+        wandb: log the run to Weights & Biases when run by ``rest-mcts compare``
+            (offline unless W&B credentials are set; see
+            `agents.integrations.wandb_logging`); ``--no-wandb`` also turns it off.
     """
 
     problems: ProblemsConfig = field(default_factory=ProblemsConfig)
@@ -203,8 +212,12 @@ class CompareConfig:
     ci_level: float = 0.95
     ci_resamples: int = 2000
     references: tuple[str, ...] = ()
+    ray: RayConfig | None = None
+    wandb: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.wandb, bool):
+            raise ValueError(f"wandb must be true or false, got {self.wandb!r}")
         if not self.seeds:
             raise ValueError("seeds must list at least one seed")
         if not self.budget_multipliers or any(m <= 0 for m in self.budget_multipliers):
@@ -362,16 +375,49 @@ def scaled_options(
     return to_dict(config)
 
 
-def _run(
-    agent: Any, problems: Sequence[Problem], budget: Budget, config: CompareConfig, models: tuple, bar: Any
+@dataclass(frozen=True)
+class LineRun:
+    """One run of a line (an agent or a reference) at one budget and seed: a unit of work for a worker."""
+
+    name: str  # the line's name (an agent, or a `REFERENCES` name)
+    agent: str
+    options: dict[str, Any]  # the agent's options for this run (`scaled_options`)
+    reference: bool  # scored by the exact value oracle instead of the PRM
+    multiplier: float
+    tokens: int
+    seed: int
+
+
+def run_line(
+    models: tuple[Policy, ValueModel | None],
+    problems: Sequence[Problem],
+    config: CompareConfig,
+    run: LineRun,
+    bar: Any = None,
 ) -> dict[str, Any]:
-    """Solve every problem in lockstep batches; per-run figures and per-problem correctness."""
+    """The figures of `run` (see `_run`); depends only on its arguments, wherever it runs."""
+    from agents.models.oracle import OracleValue
+
+    policy, value = models
+    line_value = OracleValue() if run.reference else value
+    agent = make_agent(run.agent, policy, line_value, run.options)
+    return _run(agent, problems, Budget(completion_tokens=run.tokens), config, (policy, line_value), bar)
+
+
+def _run(
+    agent: Any, problems: Sequence[Problem], budget: Budget, config: CompareConfig, models: tuple, bar: Any = None
+) -> dict[str, Any]:
+    """Solve every problem in lockstep batches; per-run figures, and per problem: ``correct`` (0/1),
+    ``answers``, ``problem_tokens`` (completion tokens) and ``traces`` (the chosen steps, one per line;
+    kept in memory for W&B, not written by `write_json`)."""
     policy_params = int(models[0].num_parameters)
     value_params = int(getattr(models[1], "num_parameters", 0) or 0)
     correct: list[int] = []
     usages: list[Usage] = []
     candidates: list[int] = []
     steps: list[int] = []
+    answers: list[str | None] = []
+    traces: list[str] = []
     reasons: Counter[str] = Counter()
     clear_cache = getattr(models[1], "clear_cache", None)
     if clear_cache is not None:
@@ -384,8 +430,11 @@ def _run(
             usages.append(result.usage)
             candidates.append(len(result.traces))
             steps.append(len(result.trace.steps))
+            answers.append(result.answer)
+            traces.append("\n".join(format_step(k, step) for k, step in enumerate(result.trace.steps, start=1)))
             reasons[result.stop_reason] += 1
-        bar.update(len(chunk))
+        if bar is not None:
+            bar.update(len(chunk))
     wall = time.perf_counter() - started
     n = len(problems)
 
@@ -410,6 +459,9 @@ def _run(
         "wall_seconds_per_problem": wall / n,
         "stop_reasons": dict(reasons),
         "correct": correct,
+        "answers": answers,
+        "problem_tokens": [u.policy_completion_tokens for u in usages],
+        "traces": traces,
     }
 
 
@@ -467,30 +519,39 @@ def run_comparison(
     caps = token_caps(cot_cost, row["steps"], config.token_cap_factor)
 
     # 2. every other agent (and reference line) at every budget and seed.
-    lines = [(name, name, config.agents[name], value) for name in searchers]
+    lines = [(name, name, config.agents[name], False) for name in searchers]
     if config.references:
-        from agents.models.oracle import OracleValue
-
         tasks = {problem.task for problem in problems}
         if not all(get_task(task).has_oracle for task in tasks):
             raise ConfigError(f"references need tasks with an exact value oracle; these problems are {sorted(tasks)}")
         for name in config.references:
             agent_name, overrides = REFERENCES[name]
             options = {**config.agents.get(agent_name, DEFAULT_AGENTS[agent_name]), **overrides}
-            lines.append((name, agent_name, options, OracleValue()))
-    for name, agent_name, agent_config, line_value in lines:
-        for multiplier, tokens in budgets.items():
-            for seed in config.seeds:
-                options = scaled_options(
-                    agent_name, agent_config, tokens, multiplier, seed, config.budget_binding, caps
-                )
-                agent = make_agent(agent_name, policy, line_value, options)
-                overall.set_postfix_str(f"{name} {multiplier:g}x seed {seed}")
-                with bar(f"{name} {multiplier:g}x ({tokens} tok) seed {seed}") as inner:
-                    row = _run(agent, problems, Budget(completion_tokens=tokens), config, (policy, line_value), inner)
-                runs.append({"agent": name, "multiplier": multiplier, "budget_tokens": tokens, "seed": seed,
-                             "options": options, **row})  # fmt: skip
-                overall.update(1)
+            lines.append((name, agent_name, options, True))
+    plan = [
+        LineRun(name, agent_name, scaled_options(agent_name, agent_config, tokens, multiplier, seed,
+                                                 config.budget_binding, caps), reference, multiplier, tokens, seed)
+        for name, agent_name, agent_config, reference in lines
+        for multiplier, tokens in budgets.items()
+        for seed in config.seeds
+    ]  # fmt: skip
+
+    def rows():  # in plan order: here, or on Ray workers (the same rows, see `RayConfig`)
+        if config.ray is not None:
+            from agents.integrations.ray_runner import compare_lines
+
+            overall.set_postfix_str(f"on Ray ({config.ray.num_workers} workers)")
+            yield from compare_lines(config, problems, plan)
+            return
+        for run in plan:
+            overall.set_postfix_str(f"{run.name} {run.multiplier:g}x seed {run.seed}")
+            with bar(f"{run.name} {run.multiplier:g}x ({run.tokens} tok) seed {run.seed}") as inner:
+                yield run_line((policy, value), problems, config, run, inner)
+
+    for run, row in zip(plan, rows(), strict=True):
+        runs.append({"agent": run.name, "multiplier": run.multiplier, "budget_tokens": run.tokens, "seed": run.seed,
+                     "options": run.options, **row})  # fmt: skip
+        overall.update(1)
     overall.close()
     generated = "difficulty" in source_kwargs(config.problems.source, difficulty=default_difficulty)
     return {
@@ -608,6 +669,8 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def write_json(result: dict[str, Any], path: str | Path) -> Path:
+    """`result` as JSON at `path`, without the runs' per-problem ``traces`` (they stay small)."""
+    result = {**result, "runs": [{k: v for k, v in run.items() if k != "traces"} for run in result.get("runs", [])]}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1, default=_json_default) + "\n", encoding="utf-8")

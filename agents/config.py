@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,6 +75,43 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str], where: str = "--set") -> dict[str, Any]:
+    """A copy of the mapping `data` with ``KEY.PATH=VALUE`` overrides applied (e.g. from ``--set``).
+
+    Dotted keys walk into nested mappings, creating those missing
+    (``agents.mcts_star.exploration=0.5``); a leading ``--`` is dropped, as
+    ``wandb agent`` writes ``--key=value``. Values are read as YAML (``0.5``,
+    ``3``, ``true``, ``null``, ``[1, 2]``; ``1e-05`` too), else kept as text. Build
+    the config from the result with `from_dict`, so a misspelt key is an error
+    naming it.
+    """
+    result = copy.deepcopy(data)
+    for override in overrides:
+        key, equals, text = override.partition("=")
+        key = key.strip().lstrip("-")
+        if not equals or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"{where}: expected KEY=VALUE (e.g. agents.mcts_star.exploration=0.5), got {override!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        if isinstance(value, str):  # YAML 1.1 reads 1e-05 as text
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        node = result
+        *parents, last = key.split(".")
+        for depth, part in enumerate(parents):
+            if node.get(part) is None:
+                node[part] = {}
+            elif not isinstance(node[part], dict):
+                raise ConfigError(f"{where}: {key}: {'.'.join(parents[: depth + 1])} is not a mapping")
+            node = node[part]
+        node[last] = value
+    return result
 
 
 def to_dict(config: Any) -> dict[str, Any]:

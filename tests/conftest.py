@@ -26,6 +26,23 @@ def single_torch_thread():
     torch.set_num_threads(previous)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def wandb_offline(tmp_path_factory):
+    """W&B never goes online in tests (the CLI logs by default): without the developer's
+    W&B variables the library's rule (`agents.integrations.wandb_logging.resolve_mode`)
+    picks offline; caches and staging go to a temporary folder, and runs to each
+    command's own folder (no WANDB_DIR). WANDB_MODE is unset rather than set to
+    offline, which would make transformers print a line on import."""
+    home = tmp_path_factory.mktemp("wandb-home")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_SWEEP_ID", "WANDB_DIR", "WANDB_DISABLED", "WANDB_PROJECT",
+                     "WANDB_ENTITY"):  # fmt: skip
+            patch.delenv(name, raising=False)
+        for name in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_ARTIFACT_DIR"):
+            patch.setenv(name, str(home / name.lower()))
+        yield
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     path = shared_data_dir()

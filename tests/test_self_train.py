@@ -23,7 +23,15 @@ from agents.training.buffers import EpisodeBuffer
 from agents.training.policy_sft import SFTSettings, train_policy
 from agents.training.rest_em import SampledSolution
 from agents.training.self_rewarding import preference_pairs
-from agents.training.self_train import STAGES, SelfTrainConfig, SelfTrainer, capped_steps, format_summary, stage_seed
+from agents.training.self_train import (
+    STAGES,
+    SelfTrainConfig,
+    SelfTrainer,
+    capped_steps,
+    format_summary,
+    load_config,
+    stage_seed,
+)
 from agents.training.weighted_nll import step_rows
 from reasoning_gym import Problem, ReasoningState, make_source, render_state
 
@@ -347,3 +355,14 @@ def test_benchmark_runs_each_method_and_writes_table_json_and_plot(tmp_path, sta
     assert out.with_suffix(".png").stat().st_size > 0
     assert module.main(argv) == 0  # a second call resumes every finished run
     assert json.loads(out.read_text())["summary"] == result["summary"]
+
+
+def test_config_names_its_bootstrap_by_file(tmp_path):
+    (tmp_path / "boot.yaml").write_text("source: countdown\ndifficulty: easy\ntrain_problems: 50\n", encoding="utf-8")
+    (tmp_path / "run.yaml").write_text(f"models:\n  bootstrap: {tmp_path / 'boot.yaml'}\n", encoding="utf-8")
+    config = load_config(tmp_path / "run.yaml")
+    assert config.models.bootstrap.source == "countdown" and config.models.bootstrap.train_problems == 50
+    (tmp_path / "bad.yaml").write_text("source: countdown\ntrain_problem: 50\n", encoding="utf-8")
+    (tmp_path / "run.yaml").write_text(f"models:\n  bootstrap: {tmp_path / 'bad.yaml'}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="train_problem"):
+        load_config(tmp_path / "run.yaml")

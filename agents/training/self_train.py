@@ -5,7 +5,8 @@ folders; it is only evaluated. Iteration i >= 1 runs five stages:
 
     search   collect data with pi_{i-1}, V_{i-1} on the training questions:
              rest_mcts, weighted_nll: MCTS* in data mode (every answer graded
-               against the oracle), batched, then `label_tree` on every tree;
+               against the oracle), batched (the batches on Ray workers with
+               `SelfTrainConfig.ray`: `search_batch`), then `label_tree` on every tree;
              rest_em: CoT samples, the correct ones kept (`rest_em`);
              self_rewarding: CoT samples judged by V_{i-1}, best vs worst (`self_rewarding`);
              the baselines sample as many policy completion tokens as the
@@ -55,7 +56,8 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,7 @@ from transformers import set_seed
 from agents.artifacts import build_atomically, write_json_atomically
 from agents.compare import ProblemsConfig
 from agents.config import ConfigError, from_dict, load_yaml, to_dict
+from agents.integrations.ray_runner import RayConfig
 from agents.search.budget import Budget
 from agents.search.mcts_star import MCTSStar, MCTSStarConfig
 from agents.training.bootstrap import BootstrapConfig
@@ -81,7 +84,7 @@ from reasoning_gym import EpisodeLimits, Problem, get_task, grade
 METHODS = ("rest_mcts", "rest_em", "self_rewarding", "weighted_nll")
 STAGES = ("search", "buffer", "policy", "value", "eval")
 TREE_SEARCH_METHODS = frozenset({"rest_mcts", "weighted_nll"})
-_UNBOUND = ("run_dir", "iterations", "show_progress")  # config fields a resumed run may change
+_UNBOUND = ("run_dir", "iterations", "show_progress", "ray", "wandb")  # config fields a resumed run may change
 
 logger = logging.getLogger(__name__)
 
@@ -274,6 +277,12 @@ class SelfTrainConfig:
         baseline_tokens: token matching of the sampling baselines.
         rest_em, self_rewarding, weighted_nll: each baseline's settings.
         show_progress: progress bars.
+        ray: run the MCTS* search stage's batches on Ray workers (each loads the
+            models from their folders; see `agents.integrations.ray_runner`);
+            None: in this process. The trees and rows are the same either way.
+        wandb: log the run to Weights & Biases when run by ``rest-mcts self-train``
+            (offline unless W&B credentials are set; see
+            `agents.integrations.wandb_logging`); ``--no-wandb`` also turns it off.
     """
 
     run_dir: str = "runs/self_train"
@@ -291,8 +300,12 @@ class SelfTrainConfig:
     self_rewarding: SelfRewardingSettings = field(default_factory=SelfRewardingSettings)
     weighted_nll: WeightedNLLSettings = field(default_factory=WeightedNLLSettings)
     show_progress: bool = True
+    ray: RayConfig | None = None
+    wandb: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.wandb, bool):
+            raise ValueError(f"wandb must be true or false, got {self.wandb!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {list(METHODS)}, got {self.method!r}")
         if self.iterations < 0:
@@ -311,9 +324,15 @@ class SelfTrainConfig:
 
 
 def load_config(path: str | Path, **overrides: Any) -> SelfTrainConfig:
-    """A `SelfTrainConfig` from YAML (ConfigError naming a bad key); `overrides` replace top-level fields."""
+    """A `SelfTrainConfig` from YAML (ConfigError naming a bad key); `overrides` replace top-level fields.
+
+    ``models.bootstrap`` may name a `BootstrapConfig` YAML file instead of holding its fields.
+    """
     data = load_yaml(path)
     data.update({k: v for k, v in overrides.items() if v is not None})
+    models = data.get("models")
+    if isinstance(models, dict) and isinstance(models.get("bootstrap"), str):
+        models["bootstrap"] = load_yaml(models["bootstrap"])
     return from_dict(SelfTrainConfig, data, where=str(path))
 
 
@@ -344,11 +363,14 @@ class SelfTrainer:
 
     `run` returns one record per iteration (dicts, also written to
     ``run_dir/iteration_i/record.json``). Stage methods (``stage_search`` ...)
-    each read their inputs from disk and return the stage's record.
+    each read their inputs from disk and return the stage's record. `on_record`,
+    if given, is called with each iteration's record as soon as it is written
+    (the CLI logs it to W&B: `agents.integrations.wandb_logging.log_self_train_record`).
     """
 
-    def __init__(self, config: SelfTrainConfig) -> None:
+    def __init__(self, config: SelfTrainConfig, on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.config = config
+        self.on_record = on_record
         self.run_dir = Path(config.run_dir)
         self.buffer = EpisodeBuffer(self.run_dir / "buffer")
         self._train: list[Problem] | None = None
@@ -401,6 +423,8 @@ class SelfTrainer:
                 bar.set_postfix_str(f"iteration {iteration}: {stage}")
                 self.run_stage(iteration, stage)
             records.append(self.write_record(iteration))
+            if self.on_record is not None:
+                self.on_record(records[-1])
             bar.update(1)
         bar.close()
         return records
@@ -521,24 +545,31 @@ class SelfTrainer:
 
     def _search_trees(self, iteration: int, seed: int, out: Path) -> dict[str, Any]:
         config = self.config
-        policy = self.load_policy(self.policy_dir(iteration - 1))
-        value = self.load_value(self.value_dir(iteration - 1))
         problems = self.train_problems()
         targets = TreeTargets()
         usage = None
         solved = answered = 0
         size = config.search.batch_size
         starts = range(0, len(problems), size)
-        with open(out / "trees.jsonl", "w", encoding="utf-8") as trees:
-            for batch, start in enumerate(tqdm(starts, desc=f"MCTS* search (iteration {iteration})", disable=not config.show_progress)):
-                agent = MCTSStar(policy, value, mcts_config(config.search.mcts, seed + 7919 * batch, data_mode=True))
-                for result in agent.solve(problems[start : start + size], config.search.budget, config.search.limits):
-                    tree = result.tree
-                    targets.extend(label_tree(tree, max_pairs=config.search.max_pairs))
-                    trees.write(json.dumps(tree.to_dict()) + "\n")
-                    usage = result.usage if usage is None else usage + result.usage
-                    solved += any(c is True for c in tree.correct)
-                    answered += any(c is not None for c in tree.correct)
+        tasks = [(problems[start : start + size], seed + 7919 * batch) for batch, start in enumerate(starts)]
+        policy_dir, value_dir = self.policy_dir(iteration - 1), self.value_dir(iteration - 1)
+        if config.ray is None:
+            models = (self.load_policy(policy_dir), self.load_value(value_dir))
+            batches = (search_batch(models, config.search, *task) for task in tasks)
+        else:
+            from agents.integrations.ray_runner import search_batches
+
+            device, prompt_format = config.models.device, config.models.prompt_format
+            batches = search_batches(config.ray, policy_dir, value_dir, device, prompt_format, config.search, tasks)
+        bar = tqdm(batches, total=len(tasks), desc=f"MCTS* search (iteration {iteration})", disable=not config.show_progress)
+        with open(out / "trees.jsonl", "w", encoding="utf-8") as trees, closing(batches):  # (closing: Ray stops)
+            for rows in bar:  # batch by batch, in order
+                for tree, tree_targets, tree_usage, tree_solved, tree_answered in rows:
+                    targets.extend(tree_targets)
+                    trees.write(json.dumps(tree) + "\n")
+                    usage = tree_usage if usage is None else usage + tree_usage
+                    solved += tree_solved
+                    answered += tree_answered
         write_json_atomically(out / "targets.json", _targets_to_dict(targets))
         usage_dict = usage.to_dict() if usage is not None else {}
         return {
@@ -778,6 +809,33 @@ class SelfTrainer:
         return record
 
 
+# --- search ---------------------------------------------------------------------------------------------
+
+
+def search_batch(
+    models: tuple[Any, Any], settings: SearchSettings, problems: Sequence[Problem], seed: int
+) -> list[tuple[dict[str, Any], TreeTargets, Any, bool, bool]]:
+    """MCTS* in data mode on one batch of problems with (policy, PRM) `models` and sampling seed `seed`.
+
+    Returns one ``(tree as plain data, its labelled rows, usage, solved, answered)`` per
+    problem. The result depends only on the arguments (the PRM's score cache is
+    cleared first), so a batch gives the same trees in this process or on a Ray worker.
+    """
+    policy, value = models
+    clear_cache = getattr(value, "clear_cache", None)
+    if clear_cache is not None:
+        clear_cache()
+    agent = MCTSStar(policy, value, mcts_config(settings.mcts, seed, data_mode=True))
+    rows = []
+    for result in agent.solve(problems, settings.budget, settings.limits):
+        tree = result.tree
+        labelled = label_tree(tree, max_pairs=settings.max_pairs)  # (in the order of the single-process loop)
+        solved = any(c is True for c in tree.correct)
+        answered = any(c is not None for c in tree.correct)
+        rows.append((tree.to_dict(), labelled, result.usage, solved, answered))
+    return rows
+
+
 # --- summary -------------------------------------------------------------------------------------------
 
 SUMMARY_COLUMNS = (
@@ -863,5 +921,6 @@ __all__ = [
     "load_config",
     "mcts_config",
     "run_self_training",
+    "search_batch",
     "stage_seed",
 ]
