@@ -44,6 +44,22 @@ def wandb_offline(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def model_dirs(tmp_path_factory) -> tuple[str, str]:
+    """(policy, PRM) folders of a random-initialised tiny Llama pair saved with
+    `save_pretrained`, for tests that load models from disk as a user would."""
+    from agents.models.tiny import TinyModelConfig, build_char_tokenizer, build_policy_model, build_value_model
+
+    small = TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=512)
+    folder = tmp_path_factory.mktemp("models")
+    tokenizer = build_char_tokenizer()
+    torch.manual_seed(0)
+    for name, build in (("policy", build_policy_model), ("value", build_value_model)):
+        build(small, tokenizer).save_pretrained(folder / name)
+        tokenizer.save_pretrained(folder / name)
+    return str(folder / "policy"), str(folder / "value")
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     path = shared_data_dir()
     if not path.is_dir():

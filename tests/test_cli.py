@@ -9,26 +9,12 @@ import shutil
 import warnings
 
 import pytest
-import torch
 import yaml
 
 from agents.cli import main
-from agents.models.tiny import TinyModelConfig, build_char_tokenizer, build_policy_model, build_value_model
 from tests.conftest import REPO_ROOT
 
-SMALL = TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=512)
 MCTS = {"max_new_tokens": 6, "branch": 2, "roll_forward_steps": 1, "max_retries": 0, "iterations": 4, "seed": 0}
-
-
-@pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    tokenizer = build_char_tokenizer()
-    torch.manual_seed(0)
-    for name, build in (("policy", build_policy_model), ("value", build_value_model)):
-        build(SMALL, tokenizer).save_pretrained(folder / name)
-        tokenizer.save_pretrained(folder / name)
-    return str(folder / "policy"), str(folder / "value")
 
 
 def write_yaml(path, data) -> str:

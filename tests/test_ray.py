@@ -16,7 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
 
 pytest.importorskip("ray", reason="Ray is the optional extra `rest-mcts[ray]` (also in `dev`)")
 
@@ -29,11 +28,9 @@ from agents.integrations.ray_runner import (  # noqa: E402
     processes_of,
     ray_session,
 )
-from agents.models.tiny import TinyModelConfig, build_char_tokenizer, build_policy_model, build_value_model  # noqa: E402
 from agents.training.self_train import SelfTrainConfig, SelfTrainer  # noqa: E402
 from reasoning_gym import EpisodeLimits  # noqa: E402
 
-SMALL = TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=512, tokenizer="char")
 AGENTS = {
     "cot": {"max_new_tokens": 12},
     "self_consistency": {"max_new_tokens": 12, "samples_per_round": 1},
@@ -59,17 +56,6 @@ def ray_instance(tmp_path_factory):
     assert session["killed"] == [], "ray.shutdown() left processes that had to be killed"
     left = processes_of(folder)
     assert not left, [(p.pid, " ".join(p.cmdline())[:200]) for p in left]
-
-
-@pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory) -> tuple[str, str]:
-    folder = tmp_path_factory.mktemp("models")
-    tokenizer = build_char_tokenizer()
-    torch.manual_seed(0)
-    for name, build in (("policy", build_policy_model), ("value", build_value_model)):
-        build(SMALL, tokenizer).save_pretrained(folder / name)
-        tokenizer.save_pretrained(folder / name)
-    return str(folder / "policy"), str(folder / "value")
 
 
 def test_ray_config_validates_and_builds_quiet_loopback_init_arguments():

@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from PIL import Image
 from scripted import ScriptedPolicy, ScriptedPRM
@@ -21,7 +20,6 @@ from scripted import ScriptedPolicy, ScriptedPRM
 from agents.cli import main
 from agents.compare import Models
 from agents.integrations.tree_view import render_tree_html, write_tree_html
-from agents.models.tiny import TinyModelConfig, build_char_tokenizer, build_policy_model, build_value_model
 from agents.search import Budget, MCTSStar, MCTSStarConfig
 from reasoning_gym import Problem
 
@@ -160,19 +158,6 @@ def test_chromium_builds_the_dom_and_the_buttons_fold_to_the_chosen_path(toy, tm
 
 
 # --- the command line -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
-    """A random-initialised tiny policy and PRM saved to disk (as in test_cli)."""
-    folder = tmp_path_factory.mktemp("models")
-    small = TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=512)
-    tokenizer = build_char_tokenizer()
-    torch.manual_seed(0)
-    for name, build in (("policy", build_policy_model), ("value", build_value_model)):
-        build(small, tokenizer).save_pretrained(folder / name)
-        tokenizer.save_pretrained(folder / name)
-    return str(folder / "policy"), str(folder / "value")
 
 
 MCTS = {"max_new_tokens": 8, "branch": 2, "roll_forward_steps": 1, "max_retries": 0, "iterations": 4, "seed": 0}
