@@ -13,7 +13,8 @@ siblings, per depth).
     .venv/bin/python benchmarks/bootstrap_report.py --config configs/countdown/bootstrap.yaml \
         --seeds 0 --problems 300 --out benchmarks/results/countdown/bootstrap.json
 
-Prints a table and writes benchmarks/results/bootstrap.json.
+Prints a table and writes benchmarks/results/bootstrap.json (planning tasks: also a
+reliability diagram of V_0 beside it, ``.png``).
 """
 
 from __future__ import annotations
@@ -124,6 +125,39 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"config": dataclasses.asdict(base), "problems": args.problems, "rows": rows}, indent=2))
     print(f"wrote {out}")
+    if planning:
+        plot_calibration(rows, out.with_suffix(".png"))
+        print(f"wrote {out.with_suffix('.png')}")
+
+
+def plot_calibration(rows: list[dict], path: Path) -> None:
+    """A reliability diagram of each seed's V_0: mean value against the fraction of
+    states that can still reach the target, per value bin (marker area ~ states)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="tab:gray", linestyle="--", label="calibrated")
+    for row in rows:
+        bins = [b for b in row.get("prm_calibration") or () if b["count"]]
+        if not bins:
+            continue
+        (line,) = ax.plot([b["mean_value"] for b in bins], [b["solvable"] for b in bins], marker="o", markersize=3,
+                          label=f"seed {row['seed']} (AUROC {row['prm_auroc']:.2f}, {row['prm_states']} states)")  # fmt: skip
+        ax.scatter([b["mean_value"] for b in bins], [b["solvable"] for b in bins], color=line.get_color(),
+                   s=[20 + 200 * b["count"] / row["prm_states"] for b in bins], alpha=0.3)  # fmt: skip
+    ax.set_xlabel("V_0 value (bin mean)")
+    ax.set_ylabel("fraction of states that can still reach the target")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title("V_0 reliability on pi_0's own states")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
