@@ -21,7 +21,7 @@ from agents.config import apply_overrides, from_dict, load_yaml
 from agents.integrations import wandb_logging
 from agents.integrations.wandb_logging import NoopTracker, resolve_mode, start_run
 from tests.conftest import REPO_ROOT
-from tests.test_cli import MCTS, model_dirs, restore_logging, write_yaml  # noqa: F401 - fixtures
+from tests.test_cli import MCTS, restore_logging, write_yaml  # noqa: F401 - a fixture
 
 SWEEP = REPO_ROOT / "configs" / "sweep.yaml"
 
