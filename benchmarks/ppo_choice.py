@@ -170,12 +170,12 @@ def evaluate(env: CandidateChoiceEnv, choose: Chooser, seed: int, greedy_agreeme
         observation, info = env.reset(seed=1_000_003 * (seed + 1) + index, options={"index": index})
         done, reward = False, 0.0
         while not done:
-            action = choose(env, observation)
-            if greedy_agreement:
-                agree += action == prm_greedy(env, observation)
-                turns += 1
+            action, greedy = choose(env, observation), prm_greedy(env, observation)
             observation, reward, terminated, truncated, info = env.step(action)
             done = terminated or truncated
+            if greedy_agreement and info.get("chosen") is not None:
+                agree += info["chosen"] == greedy  # the slot played: a padded slot plays the best one
+                turns += 1
         usage = info["usage"]
         rows.append({
             "problem_id": info["problem_id"], "correct": int(reward), "steps": len(info["steps"]),
