@@ -43,6 +43,8 @@ def group_by_stops(states: Sequence[ReasoningState]) -> dict[tuple[str, ...], li
 
 def merge(parts: Sequence[tuple[list[int], Generation]], size: int) -> Generation:
     """One `Generation` of `size` rows from generations over disjoint index lists."""
+    if len(parts) == 1 and parts[0][0] == list(range(size)):
+        return parts[0][1]  # one group in order: nothing to rearrange
     texts: list[list[str]] = [[] for _ in range(size)]
     prompt_tokens, completion_tokens, calls = [0] * size, [0] * size, 0
     for indices, generation in parts:
@@ -114,6 +116,4 @@ def sample_solutions_by_task(
         chosen = [states[i] for i in indices]
         sample = whole if stops == NEWLINE_STOPS else lambda s, k, c: sample_stepwise(policy, s, k, c)
         parts.append((indices, sample(chosen, n, sampling)))
-    if len(parts) == 1:
-        return parts[0][1]
     return merge(parts, len(states))
