@@ -397,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--seed", type=int, help="sampling seed (default: the agent config's)")
     solve.add_argument("--max-steps", type=int, default=10, help="episode step limit")
     solve.add_argument("--policy", help="policy: HF folder, Hub id, .gguf file or preset YAML (default: pi_0)")
-    solve.add_argument("--value", help="PRM folder (default: V_0)")
+    solve.add_argument("--value", help="value model: PRM folder, preset YAML (configs/prm/*.yaml), "
+                       "oracle or noisy-oracle:SIGMA (default: V_0)")
     solve.add_argument("--bootstrap-config", help="BootstrapConfig YAML of the default models")
     solve.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     solve.add_argument("--top", type=int, default=3, help="leaves / beams / answers to show")
@@ -414,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--config", help="YAML file with CompareConfig fields (e.g. configs/compare.yaml)")
     compare.add_argument("--out", help="write the JSON here and the two plots beside it")
     compare.add_argument("--policy", help="override models.policy")
-    compare.add_argument("--value", help="override models.value")
+    compare.add_argument("--value", help="override models.value (PRM folder, preset YAML configs/prm/*.yaml, oracle)")
     compare.add_argument("--no-progress", action="store_true", help="no progress bars")
     compare.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                          help="override config keys, e.g. --set agents.mcts_star.exploration=0.7 problems.size=50 "

@@ -151,9 +151,11 @@ class ModelsConfig:
             then cached).
         policy: a Hugging Face folder, Hub id, ``.gguf`` file, or a preset YAML
             (see `agents.models.presets`); None: pi_0.
-        value: a PRM folder (sequence classification with one output), ``"oracle"``
-            (exact values, planning tasks) or ``"noisy-oracle:0.2"`` (exact values
-            plus N(0, 0.2^2) noise); None: V_0.
+        value: a PRM folder (sequence classification with one output), a value
+            preset YAML (``configs/prm/*.yaml``: Math-Shepherd, Qwen2.5-Math-PRM,
+            RLHFlow, Skywork, the ReST-MCTS* value model, or an LLM judge),
+            ``"oracle"`` (exact values, planning tasks) or ``"noisy-oracle:0.2"``
+            (exact values plus N(0, 0.2^2) noise); None: V_0.
         device: "cpu", "cuda", ...; None: CUDA when available.
     """
 
@@ -299,12 +301,18 @@ def load_models(config: ModelsConfig = ModelsConfig(), need_value: bool = True, 
 
 
 def load_value(spec: str, device: str | None = None) -> ValueModel:
-    """An oracle (``"oracle"``, ``"noisy-oracle:SIGMA[:SEED]"``) or a PRM folder / Hub id."""
+    """An oracle (``"oracle"``, ``"noisy-oracle:SIGMA[:SEED]"``), a value preset YAML
+    (``configs/prm/*.yaml``: a published PRM or an LLM judge, see `agents.models.prm.presets`),
+    or a PRM folder / Hub id (sequence classification with one output)."""
     from agents.models.oracle import oracle_from_spec
 
     oracle = oracle_from_spec(spec)
     if oracle is not None:
         return oracle
+    from agents.models.prm.presets import is_preset_file, load_value_preset
+
+    if is_preset_file(spec):
+        return load_value_preset(spec, device)
     from agents.models.hf_value import HFValueModel
 
     return HFValueModel.from_pretrained(spec, device=device)

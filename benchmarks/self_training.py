@@ -85,7 +85,7 @@ def heldout_steps(trainer: SelfTrainer, path: Path) -> list[dict[str, Any]]:
         for result in agent.solve(problems[start : start + settings.batch_size], settings.budget, settings.limits):
             tree = result.tree
             rows += [
-                {"text": tree.state[n].text, "parent": tree.state[tree.parent[n]].text, "correct": ok}
+                {"text": tree.state[n].value_text, "parent": tree.state[tree.parent[n]].text, "correct": ok}
                 for n, ok in node_labels(tree).items()
             ]
     write_json_atomically(path, rows)  # a killed run never leaves a half-written file that loads

@@ -68,6 +68,11 @@ class ReasoningState:
         return render_state(self.problem.question, self.steps)
 
     @property
+    def value_text(self) -> str:
+        """What a value model reads for this state (`Task.value_text`; the observation unless the task renders a board)."""
+        return task_of(self.problem).value_text(self.problem, self.steps)
+
+    @property
     def answer(self) -> str | None:
         """The final answer the last step states, if any (as the problem's task reads it)."""
         return task_of(self.problem).answer(self.problem, self.steps)

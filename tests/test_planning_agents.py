@@ -101,6 +101,58 @@ def test_labelled_states_match_the_oracle(puzzles):
     assert [v for _, v in labelled] == pytest.approx([oracle_value(s) for s, _ in labelled])
 
 
+def test_value_data_reads_boards_with_one_row_per_state(puzzles):
+    """Transpositions share a board but stay two rows: deduplicating by board would leave
+    one correct final state per target."""
+    problem = puzzles[0]
+    reference = walk(problem, problem.steps)
+    rows = dict(planning_data.labelled_states(reference))
+    for other in planning_data.random_walks(problem, 20, random.Random(0)):
+        rows.update(planning_data.labelled_states(other))
+    data = planning_data.value_dataset(rows, seed=0)
+    assert len(data) == len(rows) and sorted(data["target"]) == sorted(rows.values())
+    assert set(data["text"]) == {state.value_text for state in rows} and all("Target" in t for t in data["text"])
+    assert len(set(data["text"])) < len(data)  # boards repeat across states; every state keeps its row
+    assert list(data["text"]) == list(planning_data.value_dataset(rows, seed=0)["text"])  # deterministic
+
+
+def test_legal_states_are_every_state_legal_moves_reach(puzzles):
+    from reasoning_gym.tasks.countdown import CountdownTask, puzzle_of
+    from reasoning_gym.tasks import solver
+
+    problem = puzzles[0]
+    states = planning_data.legal_states(problem)
+    task, puzzle = CountdownTask(), puzzle_of(problem)
+    assert len({s.steps for s in states}) == len(states)
+    assert all(task.illegal(problem, s.steps) is None for s in states)
+    first = solver.legal_moves(solver.normalize(puzzle.numbers), puzzle.rules)
+    assert sum(len(s.steps) == 1 for s in states) == len(first)
+    finals = [s for s in states if len(s.steps) == len(puzzle.numbers) - 1]
+    assert all(s.answer is not None for s in finals) and any(grade(s) for s in finals)
+    assert set(problem.steps[:1]) <= {s.steps[0] for s in states}
+
+
+def test_proposals_reaching_a_siblings_position_are_duplicates(puzzles):
+    from scripted import ScriptedPolicy
+
+    from agents.models.base import SamplingConfig
+    from agents.search import Budget
+    from agents.search.ledger import Ledger
+    from agents.search.proposals import propose_children
+    from reasoning_gym.tasks.countdown import puzzle_of
+
+    problem = puzzles[0]
+    a, b = sorted(puzzle_of(problem).numbers)[:2]
+    root = ReasoningState(problem)
+    policy = ScriptedPolicy({(): [f"{a} + {b}", f"{b} + {a}", f"{a} * {b}", f"{b} * {a} = {a * b}"]})
+    children = propose_children(Ledger(Budget(), 1), policy, [(0, root, ())], 4, SamplingConfig(), LIMITS, 0)[0]
+    assert [c.steps[0].split(" =")[0] for c in children] == [f"{a} + {b}", f"{a} * {b}"]
+    # an existing child's position counts too
+    again = ScriptedPolicy({(): [f"{b} + {a}", f"{a} - {b}" if a >= b else f"{b} - {a}"]})
+    more = propose_children(Ledger(Budget(), 1), again, [(0, root, (children[0].steps[0],))], 2, SamplingConfig(), LIMITS, 0)[0]
+    assert len(more) == 1 and "-" in more[0].steps[0]
+
+
 def test_bootstrap_training_sets_leave_out_an_excluded_test_set(tmp_path):
     from agents.training.bootstrap import training_problems
     from reasoning_gym.tasks.countdown import puzzle_of

@@ -73,10 +73,10 @@ def test_uct_picks_the_child_worked_out_by_hand():
         node = tree.add(0, ReasoningState(TOY, (step,)), value, terminal=False)
         tree.visits[node] = visits
     # V + 0.5 sqrt(2 ln 10 / n): A 0.6 + 0.5*0.9597 = 1.0799, B 0.5 + 0.5*2.1460 = 1.5730, C 0.7 + 0.5*1.0730 = 1.2365
-    assert uct(0.5, 1.0)(tree, 0) == 2
+    assert uct(0.5, 1.0)(tree, 0, tree.children[0]) == 2
     unvisited = tree.add(0, ReasoningState(TOY, ("7 = 7",)), 0.6, terminal=False)
-    assert uct(0.5, 1.0)(tree, 0) == unvisited  # 0.6 + 1.0 = 1.6 > 1.5730
-    assert uct(0.5, 0.5)(tree, 0) == 2  # 0.6 + 0.5 = 1.1 < 1.5730
+    assert uct(0.5, 1.0)(tree, 0, tree.children[0]) == unvisited  # 0.6 + 1.0 = 1.6 > 1.5730
+    assert uct(0.5, 0.5)(tree, 0, tree.children[0]) == 2  # 0.6 + 0.5 = 1.1 < 1.5730
 
 
 def test_backup_sets_visit_weighted_means_up_to_the_root():
@@ -123,14 +123,25 @@ def test_mcts_follows_the_best_path_and_stops_at_the_end_gate():
     assert [tree.terminal[n] for n in tree.children[tree.children[2][0]]] == [True, False, True]
 
 
+def test_a_step_above_the_end_gate_that_states_no_answer_stays_open():
+    steps = {(): [A, B], (B,): [B1, B2], (B, B1): [ANSWER_14, ANSWER_12]}
+    values = {(A,): 0.1, (B,): 0.95, (B, B1): 0.6, (B, B2): 0.2, (B, B1, ANSWER_14): 0.97}
+    result = mcts(ScriptedPolicy(steps), ScriptedPRM(values), iterations=20, branch=2).solve([TOY], Budget())[0]
+    tree = result.tree
+    assert not tree.terminal[tree.children[0][1]] and tree.expanded[tree.children[0][1]]
+    assert result.stop_reason == "solved" and result.answer == "14"
+
+
 def test_data_mode_runs_every_iteration_and_grades_answers():
     policy, prm = ScriptedPolicy(TOY_STEPS), ScriptedPRM(TOY_VALUES)
     result = mcts(policy, prm, iterations=4, data_mode=True).solve([TOY], Budget())[0]
-    # iteration 4 selects ANSWER_14 again (root -> B -> B1 -> ANSWER_14, a terminal leaf): backup only
-    assert len(policy.calls) == 3 and result.stop_reason == "iterations"
+    # iteration 4 passes over the terminal ANSWER_14 (selecting it would only back it up
+    # again) and expands its open sibling: root -> B -> B1 -> "14 - 0 = 14"
+    assert [call.states for call in policy.calls][-1] == [(B, B1, "14 - 0 = 14")] and len(policy.calls) == 4
+    assert result.stop_reason == "iterations"
     tree = result.tree
     answers = {tree.answer(n): n for n in range(len(tree)) if tree.answer(n)}
-    assert tree.visits[answers["14"]] == 2
+    assert tree.visits[answers["14"]] == 1
     assert tree.correct[answers["14"]] is True and tree.correct[answers["12"]] is False
     assert result.answer == "14"
 
@@ -193,6 +204,35 @@ def test_a_saturated_node_without_new_steps_becomes_a_dead_end():
     steps = {(): [ANSWER_12, "The answer is 10", ANSWER_12, "The answer is 10"]}  # only repeats the second time
     result = mcts(ScriptedPolicy(steps), ScriptedPRM(), iterations=9, branch=2, max_retries=0).solve([TOY], Budget())[0]
     assert result.stop_reason == "exhausted" and result.tree.terminal[0] and len(result.tree.children[0]) == 2
+
+
+def test_a_node_stays_open_until_dead_end_after_fruitless_expansions():
+    # Second call: only repeats. Third call: a new step that solves the problem.
+    steps = {(): [ANSWER_12, "The answer is 10", ANSWER_12, "The answer is 10", ANSWER_14, ANSWER_12]}
+    values = {(ANSWER_14,): 0.95}
+    policy = ScriptedPolicy(steps)
+    result = mcts(policy, ScriptedPRM(values), iterations=9, branch=2, max_retries=0, dead_end_after=2).solve([TOY], Budget())[0]
+    assert result.stop_reason == "solved" and result.answer == "14" and len(policy.calls) == 3
+    assert [result.tree.step(n) for n in result.tree.children[0]] == [ANSWER_12, "The answer is 10", ANSWER_14]
+    # two fruitless expansions in a row close it (calls: the first brings children, then two bring none)
+    repeats = {(): [ANSWER_12, "The answer is 10"] * 3}
+    closed = mcts(ScriptedPolicy(repeats), ScriptedPRM(), iterations=9, branch=2, max_retries=0, dead_end_after=2)
+    result = closed.solve([TOY], Budget())[0]
+    assert result.stop_reason == "exhausted" and result.tree.terminal[0] and len(closed.policy.calls) == 3
+    with pytest.raises(ValueError, match="needs widen"):
+        MCTSStarConfig(dead_end_after=2, widen=False)
+    with pytest.raises(ValueError, match="dead_end_after"):
+        MCTSStarConfig(dead_end_after=0)
+
+
+def test_a_fruitless_progressive_widening_does_not_close_a_node_with_open_children():
+    steps = {(): [A, B, A, B, A, B]}  # widening the root only ever repeats A and B
+    policy = ScriptedPolicy(steps)
+    result = mcts(policy, ScriptedPRM({(A,): 0.3, (B,): 0.6}), iterations=6, branch=2, widen_exponent=1.0).solve([TOY], Budget())[0]
+    tree = result.tree
+    assert not tree.terminal[0] and len(tree.children[0]) == 2
+    assert any(tree.expanded[child] for child in tree.children[0])  # the search went on below the root
+    assert [()] in [call.states for call in policy.calls][1:]  # the root was widened, fruitlessly
 
 
 # --- budget ----------------------------------------------------------------------------

@@ -228,7 +228,7 @@ def test_labels_a_data_mode_mcts_tree():
     tree = MCTSStar(ScriptedPolicy(steps), ScriptedPRM(values), config).solve([TOY], Budget())[0].tree
     by_steps = {tree.state[node].steps: node for node in range(len(tree))}
     targets = label_tree(tree)
-    # kept: the path b, b1, RIGHT and the wrong answer; a, c, b2, b3 and "14 - 0 = 14" are open leaves
+    # kept: the path b, b1, RIGHT and the wrong answer; a, c, b2, b3 and below "14 - 0 = 14" are open leaves
     got = {tree.state[row["node"]].steps: row["target"] for row in targets.values}
     assert got == pytest.approx(
         {(b,): 1 / 3, (b, b1): 2 / 3, (b, b1, RIGHT): 1.0, (b, b1, WRONG): wrong_step_value(2 / 3, 1)}
@@ -241,6 +241,8 @@ def test_labels_a_data_mode_mcts_tree():
     scores = {tree.state[row["node"]].steps: row["score"] for row in targets.relative}
     assert set(scores) == {(b,), (b, b1), (b, b1, RIGHT), (b, b1, WRONG)}
     assert scores[(b,)] == 0.0 and scores[(b, b1)] == 0.0  # the only finished branch at their level
-    # RIGHT was visited twice, WRONG never: the baseline is q(RIGHT) = 1
-    assert tree.visits[by_steps[(b, b1, RIGHT)]] == 2 and tree.visits[by_steps[(b, b1, WRONG)]] == 0
+    # RIGHT was visited once (iteration 4 passed over it to expand "14 - 0 = 14"), WRONG never:
+    # the baseline is q(RIGHT) = 1
+    assert tree.visits[by_steps[(b, b1, RIGHT)]] == 1 and tree.visits[by_steps[(b, b1, WRONG)]] == 0
+    assert tree.expanded[by_steps[(b, b1, "14 - 0 = 14")]]
     assert scores[(b, b1, RIGHT)] == 0.0 and scores[(b, b1, WRONG)] == -1.0

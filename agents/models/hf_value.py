@@ -32,8 +32,9 @@ class HFValueConfig:
 class HFValueModel:
     """A `ValueModel` over any `AutoModelForSequenceClassification` with one output.
 
-    Input text is ``render_state(question, steps)``: ``"Problem: {q}\\nSolution:\\n"``
-    then the steps. The value is ``sigmoid(logit)``, trained by soft binary
+    Input text is the state's `value_text`: ``render_state(question, steps)``
+    (``"Problem: {q}\\nSolution:\\n"`` then the steps), or the board on a task that
+    renders one (Countdown, `reasoning_gym.tasks.countdown.board_text`). The value is ``sigmoid(logit)``, trained by soft binary
     cross-entropy (or MSE) to the ReST-MCTS* quality targets. Scores are cached by
     text; cache hits cost no tokens.
     """
@@ -59,7 +60,7 @@ class HFValueModel:
         self._cache.clear()
 
     def score(self, states: Sequence[ReasoningState]) -> Scores:
-        texts = [state.text for state in states]
+        texts = [state.value_text for state in states]
         missing = list(dict.fromkeys(text for text in texts if text not in self._cache))
         lengths, calls = self._score_texts(missing)
         values, tokens = [], []

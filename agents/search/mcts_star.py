@@ -16,13 +16,18 @@ Node values are the PRM's raw scores V(s) in [0, 1]. One iteration:
    node's value to the visit-weighted mean of its visited children's values.
 
 A node is terminal (never expanded) when it states a final answer, hits an
-episode limit (or, on planning tasks, is an illegal move), has a value >=
-`end_gate`, or got no valid proposal. A selected terminal leaf is only backed
-up. With `widen` (the default), an expanded node all of whose children are
+episode limit (or, on planning tasks, is an illegal move), or got no valid
+proposal. A selected terminal leaf is only backed up. The reference also closes
+a node that reaches `end_gate` without stating an answer; here it stays open
+(it is the most promising node, and closed it gives no answer: selected again
+and again, such leaves ran searches to their iteration limit with budget left). With `widen` (the default), an expanded node all of whose children are
 terminal is *saturated*: selection stops there and expands it again with up to
 `branch` new distinct steps (its existing children's steps excluded), so a small
 tree (a short-horizon planning task) does not end the search while budget is
-left; a saturated node that gets no new proposal becomes a dead end. With
+left. A node that gets no new proposal `dead_end_after` times in a row becomes a
+dead end (the reference: at once); before that it stays open and is asked again
+later with fresh samples, so a peaked policy whose first draws repeat the steps
+already tried does not end the search with budget left. With
 `widen_exponent` > 0, nodes also widen progressively with their visits (up to
 ``branch * floor(N ** widen_exponent)`` children), so a node whose first
 proposals were all poor gets new ones. The reference expands a node once
@@ -73,8 +78,8 @@ class MCTSStarConfig(SamplingOptions):
         exploration: c in the UCT rule V + c * sqrt(2 ln N / n) (reference: 0.4-0.7).
         unvisited_bonus: added to an unvisited child's value in selection
             (reference ``INF``: 0.8-1.0).
-        end_gate: a node with a value at least this is terminal; one that states
-            an answer ends the search (reference: 0.8-0.9).
+        end_gate: a node that states an answer with a value at least this ends
+            the search (reference: 0.8-0.9).
         alpha: weight of the roll-forward value, V <- (1 - alpha) V + alpha max_V
             (reference: 0.5).
         roll_forward_steps: greedy roll-forward depth from the best new child;
@@ -84,6 +89,8 @@ class MCTSStarConfig(SamplingOptions):
         max_retries: extra asks per rejected proposal (reference: 3).
         widen: expand a saturated node again (all its children terminal) instead
             of ending the search when every leaf is terminal (the reference: False).
+        dead_end_after: expansions in a row that bring no new child before a node
+            becomes a terminal dead end (the reference: 1); more than 1 needs `widen`.
         widen_exponent: progressive widening (with `widen`): an expanded node
             visited N times may hold up to ``branch * floor(N ** widen_exponent)``
             children, and selection stops at a node below that to add `branch`
@@ -103,13 +110,14 @@ class MCTSStarConfig(SamplingOptions):
     roll_branch: int = 1
     max_retries: int = 3
     widen: bool = True
+    dead_end_after: int = 1
     widen_exponent: float = 0.0
     answer_mode: str = "best"
     data_mode: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("iterations", "branch", "roll_branch"):
+        for name in ("iterations", "branch", "roll_branch", "dead_end_after"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("exploration", "unvisited_bonus", "roll_forward_steps", "max_retries", "widen_exponent"):
@@ -117,21 +125,23 @@ class MCTSStarConfig(SamplingOptions):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.dead_end_after > 1 and not self.widen:
+            raise ValueError("dead_end_after > 1 keeps a childless node open to be expanded again, which needs widen")
         if self.answer_mode not in ANSWER_MODES:
             raise ValueError(f"answer_mode must be one of {ANSWER_MODES}, got {self.answer_mode!r}")
 
 
-SelectChild = Callable[[Tree, int], int]
-"""A selection rule: (tree, expanded node) -> the child to descend into."""
+SelectChild = Callable[[Tree, int, Sequence[int]], int]
+"""A selection rule: (tree, expanded node, candidate children) -> the one to descend into."""
 
 
 def uct(exploration: float, unvisited_bonus: float) -> SelectChild:
-    """UCT on values: argmax over children of V + c * sqrt(2 ln N / n), or V + bonus if n = 0.
+    """UCT on values: argmax over the candidates of V + c * sqrt(2 ln N / n), or V + bonus if n = 0.
 
     N is the parent's visit count and n the child's. Ties go to the first child.
     """
 
-    def select_child(tree: Tree, node: int) -> int:
+    def select_child(tree: Tree, node: int, candidates: Sequence[int]) -> int:
         log_visits = math.log(max(tree.visits[node], 1))
 
         def score(child: int) -> float:
@@ -139,7 +149,7 @@ def uct(exploration: float, unvisited_bonus: float) -> SelectChild:
                 return tree.value[child] + unvisited_bonus
             return tree.value[child] + exploration * math.sqrt(2.0 * log_visits / tree.visits[child])
 
-        return max(tree.children[node], key=score)
+        return max(candidates, key=score)
 
     return select_child
 
@@ -162,12 +172,19 @@ def widening(branch: int, exponent: float) -> Widen:
 
 def simulate(tree: Tree, select_child: SelectChild, widen: Widen | None = None) -> int:
     """The node reached from the root by `select_child`: an unexpanded or terminal node,
-    or one the widening rule `widen` wants expanded again."""
+    or one the widening rule `widen` wants expanded again.
+
+    Terminal children are passed over while a sibling is still open: selecting
+    one only backs it up again, an iteration that spends no budget and learns
+    nothing, and a high-valued closed branch could take every iteration while an
+    open sibling waited (seen on Countdown: 1,000 iterations with budget left).
+    """
     node = ROOT
     while tree.expanded[node] and not tree.terminal[node]:
         if widen is not None and widen(tree, node):
             return node
-        node = select_child(tree, node)
+        children = tree.children[node]
+        node = select_child(tree, node, [child for child in children if not tree.terminal[child]] or children)
     return node
 
 
@@ -207,6 +224,7 @@ class MCTSStar:
         config = self.config
         ledger = Ledger(budget, len(problems))
         trees = [Tree.new(ReasoningState(problem)) for problem in problems]
+        fruitless: list[dict[int, int]] = [{} for _ in problems]  # {node: expansions in a row with no new child}
         solved: list[int | None] = [None] * len(problems)  # the first answer node reaching end_gate
         reasons = ["iterations"] * len(problems)
         for _ in range(config.iterations):
@@ -214,7 +232,7 @@ class MCTSStar:
             if not leaves:
                 break
             to_expand = {i: leaf for i, leaf in leaves.items() if not trees[i].terminal[leaf]}
-            expanded = self.expand(ledger, trees, to_expand, limits)
+            expanded = self.expand(ledger, trees, to_expand, limits, fruitless)
             self.evaluate(ledger, trees, expanded, limits)
             for i, leaf in leaves.items():
                 tree = trees[i]
@@ -232,14 +250,21 @@ class MCTSStar:
     # --- expansion and evaluation ------------------------------------------------------
 
     def expand(
-        self, ledger: Ledger, trees: list[Tree], leaves: dict[int, int], limits: EpisodeLimits
+        self,
+        ledger: Ledger,
+        trees: list[Tree],
+        leaves: dict[int, int],
+        limits: EpisodeLimits,
+        fruitless: list[dict[int, int]],
     ) -> dict[int, int]:
         """Add `branch` distinct PRM-scored children to each leaf; {problem: leaf} of the expanded.
 
         One batched policy call (plus retries) and one batched PRM call. A leaf
         whose problem ran out of budget meanwhile stays unexpanded; a leaf with
-        no valid proposal becomes a terminal dead end, as in the reference. A
-        saturated node (widening) gets new children distinct from its old ones.
+        no valid proposal `dead_end_after` times in a row becomes a terminal dead
+        end (once, as in the reference, by default) unless it has an open child. A saturated node (widening)
+        gets new children distinct from its old ones. `fruitless[i]` counts, per
+        node of tree i, the expansions in a row that brought no new child.
         """
         config = self.config
         requests = [
@@ -258,9 +283,13 @@ class MCTSStar:
                 continue
             tree = trees[i]
             tree.expanded[leaf] = True
-            tree.terminal[leaf] = not children
+            misses = fruitless[i][leaf] = 0 if children else fruitless[i].get(leaf, 0) + 1
+            # A node with an open child is never a dead end, even when a progressive
+            # widening found nothing new: closing it would hide that child from selection.
+            open_child = any(not tree.terminal[c] for c in tree.children[leaf])
+            tree.terminal[leaf] = misses >= config.dead_end_after and not open_child
             for child, value in zip(children, child_values):
-                tree.add(leaf, child, value, terminal=is_finished(child, limits) or value >= config.end_gate)
+                tree.add(leaf, child, value, terminal=is_finished(child, limits))
             expanded[i] = leaf
         return expanded
 
@@ -272,7 +301,7 @@ class MCTSStar:
             tree = trees[i]
             if not tree.children[leaf]:
                 continue
-            child = self.select_child(tree, leaf)
+            child = self.select_child(tree, leaf, tree.children[leaf])
             tree.visits[child] += 1
             if not tree.terminal[child]:
                 rolled[i] = child
@@ -281,7 +310,6 @@ class MCTSStar:
         for i, max_value in best.items():
             tree, child = trees[i], rolled[i]
             tree.value[child] = (1.0 - alpha) * tree.value[child] + alpha * max_value
-            tree.terminal[child] = tree.value[child] >= self.config.end_gate
 
     def roll_forward(
         self, ledger: Ledger, starts: dict[int, ReasoningState], limits: EpisodeLimits

@@ -3,8 +3,10 @@
 A proposal is one step. As in the ReST-MCTS* reference, a proposal is rejected
 when it is empty, repeats a sibling (an existing child or another proposal for
 the same state) or repeats a step already in the partial solution; here also
-when the environment would reject it (too long). Each rejected proposal is asked
-again, up to `retries` times.
+when the environment would reject it (too long) and when it reaches the same
+position as a sibling on a task that renders positions for its value model
+(Countdown: ``9 * 7`` after ``7 * 9``; the two children would be one node
+twice). Each rejected proposal is asked again, up to `retries` times.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def propose_children(
     """
     children: list[list[ReasoningState]] = [[] for _ in requests]
     taken = [{normalize_step(step) for step in siblings} | set(state.steps) for _, state, siblings in requests]
+    positions = [{_position(state, step) for step in siblings} for _, state, siblings in requests]
     for attempt in range(retries + 1):
         if attempt == 0:
             asked, per_row = list(range(len(requests))), n
@@ -57,8 +60,14 @@ def propose_children(
                     continue  # longer than the environment admits
                 # The task may render the step (a planning task appends the numbers
                 # left), so two texts can record the same step: compare both forms.
-                if child.steps[-1] in taken[k]:
+                if child.steps[-1] in taken[k] or child.value_text in positions[k]:
                     continue
                 taken[k].update((step, child.steps[-1]))
+                positions[k].add(child.value_text)
                 children[k].append(child)
     return children
+
+
+def _position(state: ReasoningState, step: str) -> str:
+    """The value model's view of `state` after the recorded sibling `step`."""
+    return ReasoningState(state.problem, (*state.steps, step)).value_text

@@ -43,6 +43,7 @@ from reasoning_gym import ProblemSet, make_source, render_state
 from reasoning_gym.sources.base import source_kwargs
 
 FORMAT_VERSION = 5  # bump when a change to the code alters what a config builds
+VALUE_FORMAT_VERSION = 2  # bump when a change alters V_0 alone (what the PRM reads, its data); pi_0 stays cached
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,10 @@ class PlanningDataSettings:
         value_temperature: pi_0's sampling temperature for D_V0.
         value_walks: random legal-move walks per training puzzle (all of them)
             whose states are added to D_V0 (0: none).
+        value_all_states: add every state that legal moves reach from each
+            training puzzle (three numbers: about 40 per puzzle; four: thousands,
+            so walks suit larger puzzles). It is what taught V_0 to judge final
+            states: each puzzle brings all of its solutions.
         max_new_tokens: cap per sampled solution.
     """
 
@@ -66,6 +71,7 @@ class PlanningDataSettings:
     value_samples: int = 8
     value_temperature: float = 1.0
     value_walks: int = 0
+    value_all_states: bool = False
     max_new_tokens: int = 160
 
     def __post_init__(self) -> None:
@@ -135,7 +141,7 @@ class BootstrapConfig:
     def value_key(self) -> dict[str, Any]:
         # V_0 starts from pi_0's backbone, so it depends on everything pi_0 does.
         data = {} if self.task == "answer" else {"planning": to_dict(self.planning)}
-        return {**self.policy_key(), **data, "value": to_dict(self.value)}
+        return {**self.policy_key(), "value_format": VALUE_FORMAT_VERSION, **data, "value": to_dict(self.value)}
 
     @property
     def task(self) -> str:
@@ -190,7 +196,7 @@ def _planning_value_data(config: BootstrapConfig, problems: ProblemSet, policy_d
     chosen = problems.problems[: settings.value_problems]
     rows = planning_data.value_rows(
         policy, chosen, settings.value_samples, sampling, problems.problems, settings.value_walks, config.seed,
-        show_progress=progress,
+        all_states=settings.value_all_states, show_progress=progress,
     )
     return planning_data.value_dataset(rows, config.seed)
 

@@ -21,7 +21,8 @@ Schema (every kind carries the iteration that produced the row):
 
 ``policy`` rows are SFT data in TRL's prompt/completion format (``prompt +
 completion`` is the rendered solved state); ``value`` rows are PRM targets
-(``text`` = ``reasoning_gym.render_state(question, steps)``); ``pairs`` are DPO
+(``text`` = the state's ``value_text``: the rendered state, or the board on a
+task that renders one); ``pairs`` are DPO
 preference pairs in TRL's format. `agents.training.tree_targets.label_tree`
 produces all three. Keys outside the schema (the labeller's ``node``, say) are not
 stored; a missing column is an error that names it.

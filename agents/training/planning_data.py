@@ -5,8 +5,9 @@ solutions per puzzle (a uniformly random winning move at each state), rendered
 exactly as the environment records them, so pi_0 sees many ways to the target.
 
 D_V0 holds the states of pi_0's own samples on training puzzles, every prefix
-of the reference solutions, and the states of random legal walks (cheap, no
-model call, mostly off the path to the target), each labelled with the ReST-MCTS* quality
+of the reference solutions, and the states of random legal walks or every state
+legal moves reach (cheap, no model call, mostly off the path to the target),
+each labelled with the ReST-MCTS* quality
 value computed from exact distances to a correct answer
 (`reasoning_gym.steps_to_solve` decides which steps lie on a path to one; see
 `value_targets.trace_quality_values`). Labelling pi_0's own states is what makes
@@ -80,6 +81,22 @@ def random_walks(problem: Problem, walks: int, rng: random.Random) -> list[Reaso
     return traces
 
 
+def legal_states(problem: Problem) -> list[ReasoningState]:
+    """Every state that legal moves reach from the start of `problem`'s puzzle (depth first)."""
+    puzzle = puzzle_of(problem)
+    states: list[ReasoningState] = []
+
+    def visit(numbers: solver.Numbers, moves: list[solver.Move]) -> None:
+        for move in solver.legal_moves(numbers, puzzle.rules):
+            states.append(ReasoningState(problem, solution_steps(puzzle, [*moves, move])))
+            left = solver.after(numbers, move)
+            if len(left) > 1:
+                visit(left, [*moves, move])
+
+    visit(solver.normalize(puzzle.numbers), [])
+    return states
+
+
 def value_rows(
     policy: Policy,
     problems: Sequence[Problem],
@@ -88,16 +105,26 @@ def value_rows(
     walk_problems: Sequence[Problem] = (),
     walks: int = 0,
     seed: int = 0,
+    all_states: bool = False,
     batch_problems: int = 64,
     show_progress: bool = True,
-) -> dict[str, float]:
-    """{state text: quality value} over pi_0's `samples` solutions per problem of `problems`
-    and their reference prefixes, plus `walks` random legal walks per problem of `walk_problems`."""
-    rows: dict[str, float] = {}
+) -> dict[ReasoningState, float]:
+    """{state: quality value} over pi_0's `samples` solutions per problem of `problems`
+    and their reference prefixes, plus `walks` random legal walks per problem of
+    `walk_problems` and, with `all_states`, every legal state of each of them.
+
+    One row per distinct state, not per distinct `value_text`: on a task whose PRM
+    reads the board, many states share a board (every correct final state of a
+    target reads "Target 42. Answer 42."), and deduplicating by board would drop
+    those to one row each, leaving V_0 almost no correct final states to learn from.
+    """
+    rows: dict[ReasoningState, float] = {}
     rng = random.Random(seed)
     for problem in walk_problems:
         for trace in random_walks(problem, walks, rng):
-            rows.update((state.text, value) for state, value in labelled_states(trace))
+            rows.update(labelled_states(trace))
+        if all_states:
+            rows.update(labelled_states(state)[-1] for state in legal_states(problem))
     for start in tqdm(range(0, len(problems), batch_problems), desc="label pi_0 samples", disable=not show_progress):
         chunk = list(problems[start : start + batch_problems])
         batch_sampling = replace(sampling, seed=None if sampling.seed is None else sampling.seed + start)
@@ -106,14 +133,14 @@ def value_rows(
             traces = [solution_state(problem, text) for text in texts]
             traces.append(ReasoningState(problem, problem.steps))
             for trace in traces:
-                rows.update((state.text, value) for state, value in labelled_states(trace))
+                rows.update(labelled_states(trace))
     return rows
 
 
-def value_dataset(rows: dict[str, float], seed: int) -> Dataset:
-    """D_V0 as a shuffled ``{"text", "target"}`` dataset."""
+def value_dataset(rows: dict[ReasoningState, float], seed: int) -> Dataset:
+    """D_V0 as a shuffled ``{"text", "target"}`` dataset; ``text`` is what the PRM reads (`value_text`)."""
     if not rows:
         raise ValueError("D_V0 is empty: no labelled state")
-    items = sorted(rows.items())
+    items = sorted(((state.text, state.value_text, value) for state, value in rows.items()), key=lambda item: item[0])
     random.Random(seed).shuffle(items)
-    return Dataset.from_dict({"text": [text for text, _ in items], "target": [value for _, value in items]})
+    return Dataset.from_dict({"text": [text for _, text, _ in items], "target": [value for _, _, value in items]})

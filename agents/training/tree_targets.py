@@ -233,7 +233,7 @@ def label_tree(tree: Tree, max_pairs: int | None = None) -> TreeTargets:
     prompt = root.text
     out = TreeTargets()
     out.values = [
-        {"text": tree.state[n].text, "target": v, "problem_id": problem_id, "node": n}
+        {"text": tree.state[n].value_text, "target": v, "problem_id": problem_id, "node": n}
         for n, v in node_values(tree).items()
     ]
     out.relative = [

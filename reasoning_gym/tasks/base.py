@@ -19,6 +19,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from reasoning_gym.steps import render_state
+
 if TYPE_CHECKING:
     from reasoning_gym.problem import Problem
     from reasoning_gym.verifier import Verifier
@@ -45,6 +47,16 @@ class Task(ABC):
         may rewrite it, e.g. to append the numbers left after a legal move.
         """
         return step
+
+    def value_text(self, problem: Problem, steps: Sequence[str]) -> str:
+        """What a value model (PRM) reads for the state `steps` (default: the observation,
+        ``render_state(question, steps)``).
+
+        A task whose value depends only on a compact position (a game's board)
+        may render that position instead: the PRM then sees what decides the value
+        side by side, and states reached by different move orders share one value.
+        """
+        return render_state(problem.question, steps)
 
     @abstractmethod
     def answer(self, problem: Problem, steps: Sequence[str]) -> str | None:
