@@ -54,6 +54,7 @@ Both intervals contain the mean accuracy.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import statistics
 import sys
@@ -68,11 +69,14 @@ import numpy as np
 
 from agents.config import ConfigError, from_dict, load_yaml, to_dict
 from agents.integrations.ray_runner import RayConfig
+from agents.journal import Journal
 from agents.models.base import Policy, ValueModel
 from agents.search.budget import Budget, Usage
 from agents.search.registry import AGENTS, NEEDS_VALUE, make_agent
 from reasoning_gym import EpisodeLimits, Problem, ProblemSet, format_step, get_task, grade, make_source
 from reasoning_gym.sources.base import source_kwargs
+
+logger = logging.getLogger(__name__)
 
 CI_METHODS = ("bootstrap", "wilson")
 # Reference lines with the exact value oracle: name -> (agent, options over the agent's configured ones).
@@ -480,6 +484,7 @@ def run_comparison(
     progress: bool = True,
     problems: Sequence[Problem] | None = None,
     default_difficulty: str = "easy",
+    journal: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run every agent at every budget and seed; returns plain data (JSON-ready).
 
@@ -489,6 +494,9 @@ def run_comparison(
         progress: show tqdm progress bars (on stderr).
         problems: solve these instead of ``config.problems``.
         default_difficulty: synthetic difficulty when ``config.problems.difficulty`` is None.
+        journal: a file that records each finished run (`agents.journal.Journal`):
+            a rerun of the same comparison (same config and problems) skips the runs
+            recorded there, so a crash loses only the run in flight.
 
     Returns:
         ``{"config", "problems", "models", "cot_cost", "budgets", "token_caps", "runs", "aggregates", "ci"}``:
@@ -509,6 +517,11 @@ def run_comparison(
     searchers = [name for name in config.agents if name != BASELINE]
     total_runs = 1 + (len(searchers) + len(config.references)) * len(config.budget_multipliers) * len(config.seeds)
     runs: list[dict[str, Any]] = []
+    fingerprint = {"config": {k: v for k, v in to_dict(config).items() if k not in ("ray", "wandb")},
+                   "problems": [p.id for p in problems]}  # fmt: skip
+    finished = Journal(journal, fingerprint) if journal is not None else None
+    if finished is not None and finished.done:
+        logger.info("resuming: %d finished runs recorded in %s", len(finished.done), journal)
     overall = tqdm(total=total_runs, desc="compare", unit="run", disable=not progress)
 
     def bar(description: str):
@@ -517,8 +530,13 @@ def run_comparison(
     # 1. greedy CoT, uncapped: the budget unit.
     cot_options = to_dict(agent_options(BASELINE, config.agents.get(BASELINE, DEFAULT_AGENTS[BASELINE])))
     cot = make_agent(BASELINE, policy, value, cot_options)
-    with bar("cot (measures the budget unit)") as inner:
-        row = _run(cot, problems, Budget(), config, (policy, value), inner)
+    if finished is not None and BASELINE in finished.done:
+        row = finished.done[BASELINE]
+    else:
+        with bar("cot (measures the budget unit)") as inner:
+            row = _run(cot, problems, Budget(), config, (policy, value), inner)
+        if finished is not None:
+            finished.record(BASELINE, row)
     cot_cost = row["completion_tokens"]
     runs.append({"agent": BASELINE, "multiplier": 1, "budget_tokens": None, "seed": None,
                  "options": cot_options, **row})  # fmt: skip
@@ -544,22 +562,30 @@ def run_comparison(
         for seed in config.seeds
     ]  # fmt: skip
 
+    done: dict[str, Any] = dict(finished.done) if finished is not None else {}  # run key -> row
+    pending = [run for run in plan if _run_key(run) not in done]
+
     def rows():  # in plan order: here, or on Ray workers (the same rows, see `RayConfig`)
         if config.ray is not None:
             from agents.integrations.ray_runner import compare_lines
 
             overall.set_postfix_str(f"on Ray ({config.ray.num_workers} workers)")
-            yield from compare_lines(config, problems, plan)
+            yield from compare_lines(config, problems, pending)
             return
-        for run in plan:
+        for run in pending:
             overall.set_postfix_str(f"{run.name} {run.multiplier:g}x seed {run.seed}")
             with bar(f"{run.name} {run.multiplier:g}x ({run.tokens} tok) seed {run.seed}") as inner:
                 yield run_line((policy, value), problems, config, run, inner)
 
-    for run, row in zip(plan, rows(), strict=True):
-        runs.append({"agent": run.name, "multiplier": run.multiplier, "budget_tokens": run.tokens, "seed": run.seed,
-                     "options": run.options, **row})  # fmt: skip
+    overall.update(len(plan) - len(pending))
+    for run, row in zip(pending, rows(), strict=True):
+        done[_run_key(run)] = row
+        if finished is not None:
+            finished.record(_run_key(run), row)
         overall.update(1)
+    for run in plan:
+        runs.append({"agent": run.name, "multiplier": run.multiplier, "budget_tokens": run.tokens, "seed": run.seed,
+                     "options": run.options, **done[_run_key(run)]})  # fmt: skip
     overall.close()
     generated = "difficulty" in source_kwargs(config.problems.source, difficulty=default_difficulty)
     return {
@@ -581,6 +607,11 @@ def run_comparison(
         "ci": {"method": config.ci_method, "level": config.ci_level, "resamples": config.ci_resamples,
                "over": "problems x seeds"},  # fmt: skip
     }
+
+
+def _run_key(run: LineRun) -> str:
+    """A run's name in the journal (its budget in tokens included: it follows from CoT's cost)."""
+    return f"{run.name}|{run.multiplier:g}x|{run.tokens}|seed {run.seed}"
 
 
 # --- statistics ------------------------------------------------------------------------------
@@ -754,14 +785,27 @@ def run_from_config(
     progress: bool = True,
     stream: IO[str] | None = None,
 ) -> dict[str, Any]:
-    """Load the models, run the comparison, print the table to `stream` and write `out` (with plots)."""
+    """Load the models, run the comparison, print the table to `stream` and write `out` (with plots).
+
+    With `out`, finished runs are journaled beside it (`journal_path`) until the
+    results are written: rerunning after a crash resumes where it stopped.
+    """
     stream = stream or sys.stdout
     need_value = any(name in NEEDS_VALUE for name in config.agents)
     models = load_models(config.models, need_value=need_value, progress=progress)
-    result = run_comparison(config, models.policy, models.value, progress, default_difficulty=models.difficulty)
+    journal = None if out is None else journal_path(out)
+    result = run_comparison(config, models.policy, models.value, progress, default_difficulty=models.difficulty,
+                            journal=journal)  # fmt: skip
     result["models"].update({"policy": models.policy_name, "value": models.value_name})
     print(format_table(result), file=stream)
     if out is not None:
         for path in write_outputs(result, out):
             print(f"wrote {path}", file=stream)
+        journal.unlink(missing_ok=True)  # the results are written; the next run starts afresh
     return result
+
+
+def journal_path(out: str | Path) -> Path:
+    """Where a comparison writing `out` records its finished runs: ``<out stem>.partial.jsonl`` beside it."""
+    out = Path(out)
+    return out.with_name(out.stem + ".partial.jsonl")

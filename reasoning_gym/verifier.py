@@ -18,6 +18,12 @@ Contract of `Verifier.is_correct(predicted, gold, rel_tol=None) -> bool`:
   wall-clock timeout (``timeout_s``): on timeout or crash the child is killed and
   restarted and the answer is judged incorrect. Works from any thread, thread pool
   or forked process; it never raises for malformed input, it returns False.
+- The child processes form a pool (``workers``, default min(4, CPUs)) shared by
+  the threads of a process: concurrent checks run in parallel, each on its own
+  worker, so one that hangs until its timeout holds one worker and delays no
+  other check. Workers start on demand (a single thread uses one); a killed
+  worker's replacement starts at once in the background. `Verifier.close` (and
+  interpreter exit) kills every worker, busy, idle or still starting.
 - Results are cached (LRU on ``(predicted, gold, rel_tol)``), timeouts included.
 
 This module imports only the standard library at import time; math-verify (and
@@ -41,7 +47,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
 
-__all__ = ["Verifier", "answers_match", "default_verifier"]
+__all__ = ["Verifier", "answers_match", "default_verifier", "default_workers"]
 
 # --------------------------------------------------------------------------------------
 # Fast path: plain numbers, no sympy.
@@ -263,9 +269,13 @@ class _WorkerGone(_WorkerFailed):
 
 
 class _Worker:
-    """One child Python process running `_worker_main`; not thread-safe (the pool serialises)."""
+    """One child Python process running `_worker_main`; used by one thread at a time (the pool hands it out).
 
-    def __init__(self, startup_timeout_s: float) -> None:
+    `registry`, the pool's state, lists the process while it starts, so that closing
+    the pool kills a worker that is still importing math-verify.
+    """
+
+    def __init__(self, startup_timeout_s: float, registry: _PoolState | None = None) -> None:
         if not sys.executable:
             raise _WorkerFailed("sys.executable is unknown; cannot start a verifier worker")
         kwargs = {"start_new_session": True} if os.name == "posix" else {}
@@ -284,7 +294,21 @@ class _Worker:
         self.pid = self.proc.pid
         self._buffer = b""
         self._next_id = 0
-        line = self._readline(time.monotonic() + startup_timeout_s)
+        if registry is not None:
+            with registry.cond:
+                registry.started_pids.append(self.pid)
+                closed = registry.closed
+                if not closed:
+                    registry.spawning.add(self)
+            if closed:
+                self.close()
+                raise _WorkerFailed("the verifier was closed")
+        try:
+            line = self._readline(time.monotonic() + startup_timeout_s)
+        finally:
+            if registry is not None:
+                with registry.cond:
+                    registry.spawning.discard(self)
         if not line or b"ready" not in line:
             self.close()
             raise _WorkerFailed("the verifier worker did not start (is math-verify installed?)")
@@ -369,83 +393,212 @@ class _Worker:
                 pass
 
 
-def _kill_all(workers: set[_Worker], idle: list[_Worker], owner_pid: int) -> None:
-    if os.getpid() != owner_pid:  # a forked child must never kill its parent's workers
+class _PoolClosed(Exception):
+    """The pool was closed (`Verifier.close`, interpreter exit) while a check waited or ran."""
+
+
+class _PoolState:
+    """A pool's mutable state, shared with its finalizer (which must not hold the pool itself).
+
+    Every field is read and written under `cond`.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.cond = threading.Condition()  # an RLock inside: the finalizer may run in a thread holding it
+        self.all: set[_Worker] = set()  # started and not discarded (idle or busy)
+        self.idle: list[_Worker] = []
+        self.spawning: set[_Worker] = set()  # processes still importing math-verify
+        self.started_pids: list[int] = []  # every process this pool started (for tests and monitoring)
+        self.starting = 0  # starts in progress (background threads)
+        self.waiting = 0  # threads in `_acquire` without a worker
+        self.failures = 0  # failed starts so far
+        self.last_error = ""
+        self.closed = False
+
+
+def _shutdown(state: _PoolState) -> None:
+    """Close a pool: kill every worker, busy, idle or still starting. Idempotent."""
+    if os.getpid() != state.pid:  # a forked child must never kill its parent's workers
         return
-    for worker in list(workers):
+    with state.cond:
+        state.closed = True
+        workers, idle, spawning = list(state.all), list(state.idle), list(state.spawning)
+        state.all.clear()
+        state.idle.clear()
+        state.cond.notify_all()
+    for worker in workers:
         if worker in idle:
             worker.close()
         else:  # busy in another thread, which will see end of file and close the pipes
             worker.kill()
-    workers.clear()
-    idle.clear()
+    for worker in spawning:  # its starting thread sees end of file and closes the pipes
+        worker.kill()
 
 
 class _WorkerPool:
-    """Up to `size` workers shared by all threads of one process."""
+    """Up to `size` worker processes shared by all threads of one process.
+
+    A check takes an idle worker; when none is idle it starts one (while fewer
+    than `size` are alive or starting) or waits for one to be released. So a
+    check that hangs holds one worker until its timeout and the others keep
+    serving. A worker that timed out or died is killed and reaped, and a
+    replacement starts at once in the background, so the next check does not pay
+    math-verify's import. Workers start on demand: one thread checking
+    sequentially uses one worker.
+
+    Starts run in daemon threads (``verifier-worker-start``) that put the new worker
+    in the idle list; a thread waiting for a worker takes whichever comes first, a
+    released worker or a new one.
+    """
 
     def __init__(self, size: int, startup_timeout_s: float) -> None:
         self.size = max(1, size)
         self.startup_timeout_s = startup_timeout_s
-        self.pid = os.getpid()
-        self._idle: list[_Worker] = []
-        self._all: set[_Worker] = set()
-        self._starting = 0
-        self._cond = threading.Condition()
-        self._finalizer = weakref.finalize(self, _kill_all, self._all, self._idle, self.pid)
+        self._s = _PoolState()
+        self.pid = self._s.pid
+        self._finalizer = weakref.finalize(self, _shutdown, self._s)
+
+    # --- starting workers ----------------------------------------------------------
+
+    def _start_locked(self) -> None:
+        """Start one worker in the background (the caller holds the condition)."""
+        self._s.starting += 1
+        try:
+            threading.Thread(target=self._start, name="verifier-worker-start", daemon=True).start()
+        except BaseException:  # RuntimeError: can't start new thread (at interpreter exit)
+            self._s.starting -= 1
+            raise
+
+    def _start(self) -> None:
+        s = self._s
+        worker: _Worker | None = None
+        error = ""
+        try:
+            worker = _Worker(self.startup_timeout_s, s)
+        except _WorkerFailed as failure:
+            error = str(failure)
+        except BaseException as failure:  # noqa: BLE001  (never let a start die silently: waiters count on it)
+            error = f"cannot start a verifier worker: {failure!r}"
+        with s.cond:
+            s.starting -= 1
+            if worker is not None and not s.closed and os.getpid() == s.pid:
+                s.all.add(worker)
+                s.idle.append(worker)
+                worker = None
+            elif worker is None:
+                s.failures += 1
+                s.last_error = error
+            s.cond.notify_all()
+        if worker is not None:  # started after the pool was closed
+            worker.close()
+
+    # --- lending workers -------------------------------------------------------------
 
     def _acquire(self) -> _Worker:
-        with self._cond:
-            while True:
-                while self._idle:
-                    worker = self._idle.pop()
-                    if worker.alive():
-                        return worker
-                    self._discard(worker)
-                if len(self._all) + self._starting < self.size:
-                    self._starting += 1
-                    break
-                self._cond.wait()
-        try:
-            worker = _Worker(self.startup_timeout_s)
-        finally:
-            with self._cond:
-                self._starting -= 1
-                self._cond.notify()
-        with self._cond:
-            self._all.add(worker)
-        return worker
+        """An idle worker, taken; waits for one (starting one when the pool has room).
+
+        Raises _PoolClosed when the pool closes meanwhile, and _WorkerFailed when
+        starts failed since this call began and no worker is alive or starting.
+        """
+        s = self._s
+        with s.cond:
+            failures_seen = s.failures
+            s.waiting += 1
+            try:
+                while True:
+                    if s.closed:
+                        raise _PoolClosed
+                    while s.idle:
+                        worker = s.idle.pop()
+                        if worker.alive():
+                            return worker
+                        s.all.discard(worker)  # died while idle: reap it; its pipes close with it
+                        worker.close()
+                    if s.failures != failures_seen and not s.all and not s.starting:
+                        raise _WorkerFailed(s.last_error)
+                    # Start one unless the starts in flight already cover every waiting thread.
+                    if len(s.all) + s.starting < self.size and s.starting < s.waiting:
+                        self._start_locked()
+                    s.cond.wait()
+            finally:
+                s.waiting -= 1
 
     def _release(self, worker: _Worker) -> None:
-        with self._cond:
-            self._idle.append(worker)
-            self._cond.notify()
+        s = self._s
+        with s.cond:
+            if s.closed or worker not in s.all:  # the pool was closed while the check ran
+                doomed = True
+            else:
+                doomed = False
+                s.idle.append(worker)
+            s.cond.notify_all()
+        if doomed:
+            worker.close()
 
-    def _discard(self, worker: _Worker) -> None:
+    def _discard(self, worker: _Worker, replace: bool) -> None:
+        """Kill `worker` (timed out, died, state unknown); with `replace`, start its successor."""
         worker.close()
-        with self._cond:
-            self._all.discard(worker)
-            self._cond.notify()
+        s = self._s
+        with s.cond:
+            s.all.discard(worker)
+            if replace and not s.closed and len(s.all) + s.starting < self.size:
+                self._start_locked()
+            s.cond.notify_all()
 
     def check(self, pred: str, gold: str, rel_tol: float | None, abs_tol: float, timeout_s: float) -> bool:
+        """math-verify on one worker under `timeout_s`; False on timeout or crash.
+
+        Raises _PoolClosed when the pool is closed before the check ends (no result).
+        """
         for attempt in range(2):
             worker = self._acquire()
             try:
                 result = worker.check(pred, gold, rel_tol, abs_tol, timeout_s)
             except _WorkerFailed as error:
-                self._discard(worker)
+                self._discard(worker, replace=True)
+                if self._s.closed:
+                    raise _PoolClosed from None
                 if isinstance(error, _WorkerGone) and attempt == 0:
                     continue  # died while idle: retry once on a fresh worker
                 return False
             except BaseException:  # KeyboardInterrupt mid-check: the worker's state is unknown
-                self._discard(worker)
+                self._discard(worker, replace=False)
                 raise
             self._release(worker)
             return result
         return False
 
-    def warm_up(self) -> None:
-        self._release(self._acquire())
+    def warm_up(self, count: int | None = None) -> None:
+        """Start workers until `count` (default: the pool's size) are alive, and wait for them.
+
+        Raises _WorkerFailed when none could be started.
+        """
+        target = self.size if count is None else max(1, min(count, self.size))
+        s = self._s
+        with s.cond:
+            while not s.closed and len(s.all) + s.starting < target:
+                self._start_locked()
+            while not s.closed and s.starting and len(s.all) < target:
+                s.cond.wait()
+            if not s.closed and not s.all:
+                raise _WorkerFailed(s.last_error or "no verifier worker could be started")
+
+    # --- inspection and shutdown -------------------------------------------------------
+
+    def worker_pids(self) -> list[int]:
+        with self._s.cond:
+            return sorted(worker.pid for worker in self._s.all)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: drop our copies of the parent's pipes (the workers stay the parent's)."""
+        s = self._s
+        for worker in list(s.all) + list(s.spawning):  # no lock: another thread of the parent may have held it
+            for stream in (worker.proc.stdin, worker.proc.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
 
     def close(self) -> None:
         self._finalizer()
@@ -468,12 +621,7 @@ class _Runtime:
     def after_fork_in_child(self) -> None:
         self.lock = threading.Lock()
         if self.pool is not None:  # the parent's workers stay the parent's: drop our copies of their pipes
-            for worker in list(self.pool._all):
-                for stream in (worker.proc.stdin, worker.proc.stdout):
-                    try:
-                        stream.close()
-                    except OSError:
-                        pass
+            self.pool.after_fork_in_child()
         self.pool = None
 
 
@@ -491,14 +639,19 @@ class Verifier:
         abs_tol: absolute tolerance applied with a relative one (for gold 0).
         max_answer_chars: longer predicted answers are incorrect without parsing.
         cache_size: entries in the LRU cache of results (0 disables it).
-        workers: child processes shared by the threads of this process.
+        workers: size of the pool of child processes shared by the threads of
+            this process (default `default_workers()`: min(4, CPUs available)).
+            Workers start on demand, one per concurrent slow-path check, so a
+            single thread uses one; a check that hangs holds only its own worker.
         startup_timeout_s: how long to wait for a new worker to import math-verify
             (not counted in `timeout_s`).
 
     Why a child process: math-verify's own timeouts use ``signal.alarm`` (main
     thread only), and a thread cannot be stopped, nor even waited for with a
     timeout while sympy holds the GIL in a long C call (``9^{9^{9^{9}}}``).
-    A process can always be killed.
+    A process can always be killed. Why a pool: with one worker, every grading
+    thread queued behind it, and one comparison that ran into the timeout stalled
+    them all for `timeout_s`.
     """
 
     timeout_s: float = 2.0
@@ -506,15 +659,16 @@ class Verifier:
     abs_tol: float = 1e-6
     max_answer_chars: int = 1000
     cache_size: int = 4096
-    workers: int = 1
+    workers: int = field(default_factory=lambda: default_workers())
     startup_timeout_s: float = 60.0
     _runtime: _Runtime = field(default_factory=_Runtime, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
-        if self.cache_size < 0 or self.max_answer_chars < 1 or self.workers < 1:
-            raise ValueError("cache_size must be >= 0, max_answer_chars and workers >= 1")
+        if self.cache_size < 0 or self.max_answer_chars < 1 or int(self.workers) != self.workers or self.workers < 1:
+            raise ValueError("cache_size must be >= 0, max_answer_chars and workers (an integer) >= 1")
+        self.workers = int(self.workers)
 
     def is_correct(self, predicted: str | None, gold: str, rel_tol: float | None = None) -> bool:
         """True when `predicted` is equivalent to `gold` (within `rel_tol`, else `default_rel_tol`)."""
@@ -533,6 +687,8 @@ class Verifier:
                     runtime.cache.move_to_end(key)
                     return cached
         result = self._compute(predicted, gold, tolerance)
+        if result is None:  # the verifier was closed during the check: no verdict, nothing cached
+            return False
         if self.cache_size:
             with runtime.lock:
                 runtime.cache[key] = result
@@ -543,13 +699,16 @@ class Verifier:
 
     __call__ = is_correct
 
-    def _compute(self, predicted: str, gold: str, rel_tol: float | None) -> bool:
+    def _compute(self, predicted: str, gold: str, rel_tol: float | None) -> bool | None:
+        """The verdict; None when `close` stopped the worker pool before the check ended."""
         pred_number = _as_number(predicted)
         gold_number = _as_number(gold) if pred_number is not None else None
         if pred_number is not None and gold_number is not None:
             return _numbers_match(pred_number, gold_number, rel_tol, self.abs_tol)
         try:
             return self._pool().check(predicted, gold, rel_tol, self.abs_tol, self.timeout_s)
+        except _PoolClosed:
+            return None
         except _WorkerFailed as error:  # no worker could be started at all: a broken installation
             raise RuntimeError(f"verifier: {error}") from None
 
@@ -560,17 +719,21 @@ class Verifier:
                 runtime.pool = _WorkerPool(self.workers, self.startup_timeout_s)
             return runtime.pool
 
-    def warm_up(self) -> None:
-        """Start a worker now (it imports math-verify), so the first slow check is fast."""
+    def warm_up(self, workers: int | None = None) -> None:
+        """Start `workers` worker processes now (default: the whole pool, `self.workers`), in
+        parallel, and wait until they have imported math-verify, so that the first slow
+        checks are fast. RuntimeError when no worker can be started."""
         try:
-            self._pool().warm_up()
+            self._pool().warm_up(workers)
+        except _PoolClosed:  # closed from another thread meanwhile: nothing to warm
+            pass
         except _WorkerFailed as error:
             raise RuntimeError(f"verifier: {error}") from None
 
     def worker_pids(self) -> list[int]:
-        """Process ids of this verifier's live workers (for monitoring and tests)."""
+        """Process ids of this verifier's live workers, idle or busy (for monitoring and tests)."""
         pool = self._runtime.pool
-        return [] if pool is None or pool.pid != os.getpid() else sorted(w.pid for w in pool._all)
+        return [] if pool is None or pool.pid != os.getpid() else pool.worker_pids()
 
     def clear_cache(self) -> None:
         with self._runtime.lock:
@@ -596,6 +759,15 @@ class Verifier:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._runtime = _Runtime()
+
+
+def default_workers() -> int:
+    """The default size of a verifier's worker pool: min(4, CPUs this process may use)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus))
 
 
 _DEFAULT: Verifier | None = None

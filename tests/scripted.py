@@ -28,6 +28,7 @@ class Call:
     n: int
     tokens: int
     prompt_tokens: int = 0
+    temperature: float | None = None
 
 
 class ScriptedPolicy:
@@ -73,7 +74,7 @@ class ScriptedPolicy:
     def _generation(self, kind, states, n, sampling, texts) -> Generation:
         prompt = [n * len(state.text) for state in states]
         completion = [n * min(self.sample_tokens, sampling.max_new_tokens) for _ in states]
-        self.calls.append(Call(kind, [state.steps for state in states], n, sum(completion), sum(prompt)))
+        self.calls.append(Call(kind, [state.steps for state in states], n, sum(completion), sum(prompt), sampling.temperature))
         return Generation(texts, prompt, completion)
 
 

@@ -153,3 +153,52 @@ def test_run_comparison_respects_every_budget_and_writes_outputs(models, tmp_pat
     assert [p.name for p in paths] == ["search_vs_budget.json", "search_vs_budget.png", "search_vs_budget_flops.png"]
     assert json.loads(paths[0].read_text())["cot_cost"] == result["cot_cost"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths[1:])
+
+
+class _Crashing:
+    """The policy, failing from its `fail_at`-th call on (a server down past its retries)."""
+
+    def __init__(self, policy, fail_at: int) -> None:
+        self.policy, self.fail_at, self.calls = policy, fail_at, 0
+        self.num_parameters = policy.num_parameters
+
+    def _call(self, method, *args):
+        self.calls += 1
+        if self.calls >= self.fail_at:
+            raise ConnectionError("policy server down")
+        return getattr(self.policy, method)(*args)
+
+    def propose_steps(self, *args):
+        return self._call("propose_steps", *args)
+
+    def sample_solutions(self, *args):
+        return self._call("sample_solutions", *args)
+
+
+def _comparable(result):
+    return [{k: v for k, v in run.items() if not k.startswith("wall")} for run in result["runs"]]
+
+
+def test_a_crashed_comparison_resumes_from_its_journal(models, tmp_path):
+    from agents.journal import JournalMismatch
+
+    policy, value = models
+    config = small_config(agents={k: AGENTS[k] for k in ("cot", "self_consistency", "mcts_star")})
+    full = _Crashing(policy, fail_at=10**9)
+    reference = run_comparison(config, full, value, progress=False)
+    journal = tmp_path / "search_vs_budget.partial.jsonl"
+    crashing = _Crashing(policy, fail_at=full.calls // 2)
+    with pytest.raises(ConnectionError):
+        run_comparison(config, crashing, value, progress=False, journal=journal)
+    recorded = len(journal.read_text().splitlines()) - 1  # the first line is the fingerprint
+    assert 1 <= recorded < len(reference["runs"])
+    with journal.open("a") as handle:
+        handle.write('{"key": "torn')  # a crash in the middle of a write
+    resumed_policy = _Crashing(policy, fail_at=10**9)
+    resumed = run_comparison(config, resumed_policy, value, progress=False, journal=journal)
+    assert _comparable(resumed) == _comparable(reference)  # the same seeds give the same runs
+    assert resumed_policy.calls < full.calls  # the recorded runs were not run again
+    untouched = _Crashing(policy, fail_at=1)  # every run is recorded now: no model call at all
+    assert _comparable(run_comparison(config, untouched, value, progress=False, journal=journal)) == _comparable(reference)
+    with pytest.raises(JournalMismatch, match="partial.jsonl"):
+        run_comparison(small_config(seeds=(5,)), policy, value, progress=False, journal=journal)

@@ -390,8 +390,8 @@ def test_value_models_read_the_board_and_transpositions_share_it(p24, basic):
     one, other = run(p24, "13 - 9 = 4", "10 - 4 = 6"), run(p24, "10 - 4 = 6", "13 - 9 = 4")
     assert one.text != other.text and one.value_text == other.value_text == "+ - * /. Target 24. Left: 4 6.\n"
     assert ReasoningState(basic).value_text == "+ - * / whole >= 0. Target 24. Left: 4 9 10 13.\n"
-    assert run(p24, "13 - 9 = 4", "10 - 4 = 6", "4 + 6 = 10").value_text.endswith("Target 24. Answer 10.\n")
-    assert run(p24, "The answer is (13 - 9) * (10 - 4)").value_text.endswith("Answer 24.\n")
+    assert run(p24, "13 - 9 = 4", "10 - 4 = 6", "4 + 6 = 10").value_text.endswith("Target 24. Answer 10, not the target.\n")
+    assert run(p24, "The answer is (13 - 9) * (10 - 4)").value_text.endswith("Answer 24, the target.\n")
     assert run(p24, "The answer is 24").value_text.endswith("Answer invalid.\n")  # not the puzzle's numbers
     assert run(p24, "The answer is (13 - 9) *").value_text.endswith("Answer invalid.\n")
     assert run(p24, "13 - 9 = 5").value_text.endswith("Target 24. Illegal.\n")

@@ -225,6 +225,17 @@ def test_a_node_stays_open_until_dead_end_after_fruitless_expansions():
         MCTSStarConfig(dead_end_after=0)
 
 
+def test_widenings_sample_at_the_widen_temperature():
+    steps = {(): [ANSWER_12, "The answer is 10", ANSWER_14, "The answer is 11"]}
+    values = {(ANSWER_12,): 0.2, ("The answer is 10",): 0.1, (ANSWER_14,): 0.95}
+    policy = ScriptedPolicy(steps)
+    agent = mcts(policy, ScriptedPRM(values), iterations=5, branch=2, temperature=0.5, widen_temperature=1.2)
+    assert agent.solve([TOY], Budget())[0].answer == "14"
+    assert [(call.states, call.temperature) for call in policy.calls] == [([()], 0.5), ([()], 1.2)]
+    with pytest.raises(ValueError, match="widen_temperature"):
+        MCTSStarConfig(widen_temperature=0.0)
+
+
 def test_a_fruitless_progressive_widening_does_not_close_a_node_with_open_children():
     steps = {(): [A, B, A, B, A, B]}  # widening the root only ever repeats A and B
     policy = ScriptedPolicy(steps)

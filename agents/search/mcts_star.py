@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agents.models.base import Policy, ValueModel
 from agents.search.agent import SearchResult, choose
@@ -91,6 +91,10 @@ class MCTSStarConfig(SamplingOptions):
             of ending the search when every leaf is terminal (the reference: False).
         dead_end_after: expansions in a row that bring no new child before a node
             becomes a terminal dead end (the reference: 1); more than 1 needs `widen`.
+        widen_temperature: sampling temperature when a node that already has
+            children is expanded again (widening); None: `temperature`. A peaked
+            policy's first draws are its likeliest steps; asked again at the same
+            temperature it mostly repeats them, and the node closes with budget left.
         widen_exponent: progressive widening (with `widen`): an expanded node
             visited N times may hold up to ``branch * floor(N ** widen_exponent)``
             children, and selection stops at a node below that to add `branch`
@@ -111,6 +115,7 @@ class MCTSStarConfig(SamplingOptions):
     max_retries: int = 3
     widen: bool = True
     dead_end_after: int = 1
+    widen_temperature: float | None = None
     widen_exponent: float = 0.0
     answer_mode: str = "best"
     data_mode: bool = False
@@ -125,6 +130,8 @@ class MCTSStarConfig(SamplingOptions):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.widen_temperature is not None and self.widen_temperature <= 0:
+            raise ValueError(f"widen_temperature must be > 0 (or None), got {self.widen_temperature}")
         if self.dead_end_after > 1 and not self.widen:
             raise ValueError("dead_end_after > 1 keeps a childless node open to be expanded again, which needs widen")
         if self.answer_mode not in ANSWER_MODES:
@@ -271,9 +278,7 @@ class MCTSStar:
             (i, trees[i].state[leaf], tuple(trees[i].step(child) for child in trees[i].children[leaf]))
             for i, leaf in leaves.items()
         ]
-        proposals = propose_children(
-            ledger, self.policy, requests, config.branch, config.sampling, limits, config.max_retries
-        )
+        proposals = self.propose(ledger, requests, limits)
         flat = [(i, child) for (i, _, _), children in zip(requests, proposals) for child in children]
         values = iter(ledger.score(self.value, flat))
         expanded: dict[int, int] = {}
@@ -292,6 +297,24 @@ class MCTSStar:
                 tree.add(leaf, child, value, terminal=is_finished(child, limits))
             expanded[i] = leaf
         return expanded
+
+    def propose(self, ledger: Ledger, requests: list, limits: EpisodeLimits) -> list[list[ReasoningState]]:
+        """`branch` distinct children per request: first expansions at `temperature`, widenings
+        (requests with siblings) at `widen_temperature`, one batched call per group."""
+        config = self.config
+        widening = config.sampling
+        if config.widen_temperature is not None:
+            widening = replace(widening, temperature=config.widen_temperature)
+        groups: dict[bool, list[int]] = {}
+        for k, (_, _, siblings) in enumerate(requests):
+            groups.setdefault(bool(siblings) and widening != config.sampling, []).append(k)
+        proposals: list[list[ReasoningState]] = [[] for _ in requests]
+        for widen, ks in groups.items():
+            found = propose_children(ledger, self.policy, [requests[k] for k in ks], config.branch,
+                                     widening if widen else config.sampling, limits, config.max_retries)  # fmt: skip
+            for k, children in zip(ks, found):
+                proposals[k] = children
+        return proposals
 
     def evaluate(self, ledger: Ledger, trees: list[Tree], expanded: dict[int, int], limits: EpisodeLimits) -> None:
         """Visit the best new child of each expanded leaf; roll it forward and mix:

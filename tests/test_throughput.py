@@ -1,0 +1,41 @@
+"""benchmarks/throughput.py end to end on tiny random models: every measurement runs and is written."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+from tests.conftest import REPO_ROOT
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("throughput", REPO_ROOT / "benchmarks" / "throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_throughput_smoke(tmp_path, model_dirs, capsys):
+    module = load_benchmark()
+    policy, value = model_dirs
+    out = tmp_path / "throughput.json"
+    argv = ["--policy", policy, "--value", value, "--device", "cpu", "--problems", "3", "--cot-problems", "3", "--trees", "1", "3",
+            "--seeds", "0", "--ceiling-seconds", "0", "--iterations", "2", "3", "--sweep-trees", "2", "--out", str(out)]  # fmt: skip
+    assert module.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert result["settings"]["seeds"] == [0] and result["settings"]["problems"] == 3
+    assert [row["trees"] for row in result["lockstep"]] == [1, 3]
+    for row in result["lockstep"]:
+        assert row["problems"] == 3 and row["problems_per_second"] > 0
+        assert row["ceiling"]["batch_states"] == row["trees"] and row["ceiling"]["tokens_per_second"] > 0
+        assert 0 <= row["outside_share"] <= 1 and row["policy_seconds"] > 0
+        assert row["total_tokens_per_problem"] >= row["completion_tokens_per_problem"] > 0
+    assert result["lockstep"][0]["speedup"] == 1.0
+    assert [row["iterations"] for row in result["tree_size"]] == [2, 3]
+    for row in result["tree_size"]:
+        assert row["nodes_per_tree"] >= 1 and row["python_peak_mb"] >= 0 and math.isfinite(row["seconds_per_iteration"])
+    assert result["max_rss_mb"] > 0 and set(result["goals"]) >= {"speedup", "ceiling_share", "outside_share"}
+    table = capsys.readouterr().out
+    assert "| trees | ceiling tok/s |" in table and "Goals (issue 13):" in table
