@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -97,8 +98,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run_from_config(compare_config, out=args.out, progress=True)
     if self_train_config is None:
         return 0
-    # One run folder per bootstrap: a run directory is bound to the models it started from.
-    run_dir = Path(self_train_config.run_dir) / result.policy_dir.name
+    # One run folder per bootstrap and self-training config: a run directory is bound to the
+    # models and the config it started from, so a rerun resumes and a changed one starts afresh.
+    fingerprint = json.dumps([to_dict(self_train_config), result.value_dir.name], sort_keys=True, default=str)
+    run_dir = Path(self_train_config.run_dir) / f"{result.policy_dir.name}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:10]}"
     models = replace(self_train_config.models, bootstrap=config)
     records = SelfTrainer(replace(self_train_config, run_dir=str(run_dir), models=models)).run()
     print("\nSelf-training (ReST-MCTS*), held-out accuracy before (iteration 0) and after:")

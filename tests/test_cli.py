@@ -142,6 +142,10 @@ def test_demo_bootstraps_compares_and_self_trains_then_reuses_everything(tmp_pat
     assert main(argv) == 0  # the second run reuses the models and the finished self-training run
     assert [path.stat().st_mtime_ns for path in (marker, *(tmp_path / "home").glob("*/manifest.json"))] == stamps
     assert "Self-training (ReST-MCTS*)" in capsys.readouterr().out
+    # a changed self-training config starts a run folder of its own instead of refusing to resume
+    write_yaml(tmp_path / "self_train.yaml", {**yaml.safe_load(open(self_train)), "seed": 7})
+    assert main(argv) == 0
+    assert len(list((tmp_path / "runs" / "demo").glob("policy-*"))) == 2
 
 
 # --- a clean command line: the library's lines and bars, no third-party chatter unless --verbose ---
