@@ -54,6 +54,26 @@ def check_sizes(batch_size: int, cache_size: int, owner: str) -> None:
 
 
 @dataclass(frozen=True)
+class StepPRMConfig:
+    """What every step PRM's options share (each adapter's config extends it).
+
+    Attributes:
+        aggregation: per-step scores -> state value: "last" (search-and-learn's
+            default ``agg_strategy``), "min" or "product".
+        batch_size: most states per forward pass.
+        cache_size: how many state values to remember.
+    """
+
+    aggregation: str = "last"
+    batch_size: int = 8
+    cache_size: int = 200_000
+
+    def __post_init__(self) -> None:
+        check_aggregation(self.aggregation, type(self).__name__)
+        check_sizes(self.batch_size, self.cache_size, type(self).__name__)
+
+
+@dataclass(frozen=True)
 class Encoded:
     """The model input of one state and where its output is read.
 

@@ -29,8 +29,7 @@ from agents.models.loading import load_causal_lm
 from agents.models.prm.base import (
     Encoded,
     StepPRM,
-    check_aggregation,
-    check_sizes,
+    StepPRMConfig,
     last_hidden,
     pad_id_of,
     parameter_count,
@@ -45,28 +44,17 @@ from reasoning_gym import ReasoningState, format_step
 
 
 @dataclass(frozen=True)
-class MathShepherdConfig:
-    """Options of `MathShepherdPRM`.
+class MathShepherdConfig(StepPRMConfig):
+    """Options of `MathShepherdPRM` (besides `StepPRMConfig`'s aggregation, batch size and cache).
 
     Attributes:
-        aggregation: per-step scores -> state value: "last" (search-and-learn's
-            default ``agg_strategy``), "min" or "product".
         step_tag: the tag after each step.
         good_token, bad_token: the labels whose probabilities are compared.
-        batch_size: most states per forward pass.
-        cache_size: how many state values to remember.
     """
 
-    aggregation: str = "last"
     step_tag: str = "ки"
     good_token: str = "+"
     bad_token: str = "-"
-    batch_size: int = 8
-    cache_size: int = 200_000
-
-    def __post_init__(self) -> None:
-        check_aggregation(self.aggregation, "MathShepherdConfig")
-        check_sizes(self.batch_size, self.cache_size, "MathShepherdConfig")
 
 
 class MathShepherdPRM(StepPRM):

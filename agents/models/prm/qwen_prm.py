@@ -35,8 +35,7 @@ from agents.models.loading import load_tokenizer
 from agents.models.prm.base import (
     Encoded,
     StepPRM,
-    check_aggregation,
-    check_sizes,
+    StepPRMConfig,
     checkpoint_tensors,
     head_on,
     last_hidden,
@@ -57,27 +56,16 @@ HEAD_KEYS = ("score.0.weight", "score.0.bias", "score.2.weight", "score.2.bias")
 
 
 @dataclass(frozen=True)
-class QwenPRMConfig:
-    """Options of `QwenPRM`.
+class QwenPRMConfig(StepPRMConfig):
+    """Options of `QwenPRM` (besides `StepPRMConfig`'s aggregation, batch size and cache).
 
     Attributes:
-        aggregation: per-step scores -> state value: "last" (search-and-learn's
-            default ``agg_strategy``), "min" or "product".
         system_prompt: the system message of the card.
         step_separator: the token after each step.
-        batch_size: most states per forward pass.
-        cache_size: how many state values to remember.
     """
 
-    aggregation: str = "last"
     system_prompt: str = QWEN_PRM_SYSTEM_PROMPT
     step_separator: str = "<extra_0>"
-    batch_size: int = 8
-    cache_size: int = 200_000
-
-    def __post_init__(self) -> None:
-        check_aggregation(self.aggregation, "QwenPRMConfig")
-        check_sizes(self.batch_size, self.cache_size, "QwenPRMConfig")
 
 
 class QwenPRM(StepPRM):

@@ -34,8 +34,7 @@ from agents.models.loading import load_causal_lm
 from agents.models.prm.base import (
     Encoded,
     StepPRM,
-    check_aggregation,
-    check_sizes,
+    StepPRMConfig,
     last_hidden,
     pad_id_of,
     parameter_count,
@@ -48,26 +47,15 @@ from reasoning_gym import ReasoningState
 
 
 @dataclass(frozen=True)
-class RLHFlowConfig:
-    """Options of `RLHFlowPRM`.
+class RLHFlowConfig(StepPRMConfig):
+    """Options of `RLHFlowPRM` (besides `StepPRMConfig`'s aggregation, batch size and cache).
 
     Attributes:
-        aggregation: per-step scores -> state value: "last" (search-and-learn's
-            default ``agg_strategy``), "min" or "product".
         good_token, bad_token: the assistant labels whose probabilities are compared.
-        batch_size: most states per forward pass.
-        cache_size: how many state values to remember.
     """
 
-    aggregation: str = "last"
     good_token: str = "+"
     bad_token: str = "-"
-    batch_size: int = 8
-    cache_size: int = 200_000
-
-    def __post_init__(self) -> None:
-        check_aggregation(self.aggregation, "RLHFlowConfig")
-        check_sizes(self.batch_size, self.cache_size, "RLHFlowConfig")
 
 
 class RLHFlowPRM(StepPRM):

@@ -38,8 +38,7 @@ from agents.models.loading import load_tokenizer
 from agents.models.prm.base import (
     Encoded,
     StepPRM,
-    check_aggregation,
-    check_sizes,
+    StepPRMConfig,
     checkpoint_tensors,
     head_on,
     last_hidden,
@@ -57,25 +56,14 @@ HEAD_KEYS = ("v_head.summary.weight", "v_head.summary.bias")
 
 
 @dataclass(frozen=True)
-class SkyworkConfig:
-    """Options of `SkyworkPRM`.
+class SkyworkConfig(StepPRMConfig):
+    """Options of `SkyworkPRM` (besides `StepPRMConfig`'s aggregation, batch size and cache).
 
     Attributes:
-        aggregation: per-step scores -> state value: "last" (search-and-learn's
-            default ``agg_strategy``), "min" or "product".
         step_token: the token appended after each step.
-        batch_size: most states per forward pass.
-        cache_size: how many state values to remember.
     """
 
-    aggregation: str = "last"
     step_token: str = "\n"
-    batch_size: int = 8
-    cache_size: int = 200_000
-
-    def __post_init__(self) -> None:
-        check_aggregation(self.aggregation, "SkyworkConfig")
-        check_sizes(self.batch_size, self.cache_size, "SkyworkConfig")
 
 
 class SkyworkPRM(StepPRM):
