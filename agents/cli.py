@@ -101,7 +101,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # One run folder per bootstrap and self-training config: a run directory is bound to the
     # models and the config it started from, so a rerun resumes and a changed one starts afresh.
     fingerprint = json.dumps([to_dict(self_train_config), result.value_dir.name], sort_keys=True, default=str)
-    run_dir = Path(self_train_config.run_dir) / f"{result.policy_dir.name}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:10]}"
+    digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:10]
+    run_dir = Path(self_train_config.run_dir) / f"{result.policy_dir.name}-{digest}"
     models = replace(self_train_config.models, bootstrap=config)
     records = SelfTrainer(replace(self_train_config, run_dir=str(run_dir), models=models)).run()
     print("\nSelf-training (ReST-MCTS*), held-out accuracy before (iteration 0) and after:")

@@ -50,7 +50,9 @@ class Journal:
                 if number == len(lines):  # torn by a crash mid-write: that unit did not finish
                     self._rewrite(lines[:-1])  # so that the next record starts on a line of its own
                     break
-                raise JournalMismatch(f"{self.path}, line {number}: not a journal record; delete the file to start over")
+                raise JournalMismatch(
+                    f"{self.path}, line {number}: not a journal record; delete the file to start over"
+                )
         if not records or records[0].get("fingerprint") != self.fingerprint:
             raise JournalMismatch(
                 f"{self.path} holds the finished runs of a different job (another config or problem set); "

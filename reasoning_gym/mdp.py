@@ -69,7 +69,7 @@ class ReasoningState:
 
     @property
     def value_text(self) -> str:
-        """What a value model reads for this state (`Task.value_text`; the observation unless the task renders a board)."""
+        """What a value model reads for this state (`Task.value_text`: the observation, or the task's board)."""
         return task_of(self.problem).value_text(self.problem, self.steps)
 
     @property

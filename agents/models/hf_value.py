@@ -34,9 +34,10 @@ class HFValueModel:
 
     Input text is the state's `value_text`: ``render_state(question, steps)``
     (``"Problem: {q}\\nSolution:\\n"`` then the steps), or the board on a task that
-    renders one (Countdown, `reasoning_gym.tasks.countdown.board_text`). The value is ``sigmoid(logit)``, trained by soft binary
-    cross-entropy (or MSE) to the ReST-MCTS* quality targets. Scores are cached by
-    text; cache hits cost no tokens.
+    renders one (Countdown, `reasoning_gym.tasks.countdown.board_text`). The value
+    is ``sigmoid(logit)``, trained by soft binary cross-entropy (or MSE) to the
+    ReST-MCTS* quality targets. Scores are cached by that text (states with the
+    same board share one); cache hits cost no tokens.
     """
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: HFValueConfig | None = None):

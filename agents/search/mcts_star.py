@@ -20,7 +20,8 @@ episode limit (or, on planning tasks, is an illegal move), or got no valid
 proposal. A selected terminal leaf is only backed up. The reference also closes
 a node that reaches `end_gate` without stating an answer; here it stays open
 (it is the most promising node, and closed it gives no answer: selected again
-and again, such leaves ran searches to their iteration limit with budget left). With `widen` (the default), an expanded node all of whose children are
+and again, such leaves ran searches to their iteration limit with budget left).
+With `widen` (the default), an expanded node all of whose children are
 terminal is *saturated*: selection stops there and expands it again with up to
 `branch` new distinct steps (its existing children's steps excluded), so a small
 tree (a short-horizon planning task) does not end the search while budget is
@@ -59,7 +60,7 @@ from agents.models.base import Policy, ValueModel
 from agents.search.agent import SearchResult, choose
 from agents.search.budget import Budget
 from agents.search.ledger import Ledger
-from agents.search.proposals import propose_children
+from agents.search.proposals import ProposalRequest, propose_children
 from agents.search.sampling import SamplingOptions
 from agents.search.traces import is_finished
 from agents.search.tree import NO_PARENT, ROOT, Tree
@@ -269,9 +270,10 @@ class MCTSStar:
         One batched policy call (plus retries) and one batched PRM call. A leaf
         whose problem ran out of budget meanwhile stays unexpanded; a leaf with
         no valid proposal `dead_end_after` times in a row becomes a terminal dead
-        end (once, as in the reference, by default) unless it has an open child. A saturated node (widening)
-        gets new children distinct from its old ones. `fruitless[i]` counts, per
-        node of tree i, the expansions in a row that brought no new child.
+        end (once, as in the reference, by default) unless it has an open child.
+        A saturated node (widening) gets new children distinct from its old ones.
+        `fruitless[i]` counts, per node of tree i, the expansions in a row that
+        brought no new child.
         """
         config = self.config
         requests = [
@@ -298,7 +300,9 @@ class MCTSStar:
             expanded[i] = leaf
         return expanded
 
-    def propose(self, ledger: Ledger, requests: list, limits: EpisodeLimits) -> list[list[ReasoningState]]:
+    def propose(
+        self, ledger: Ledger, requests: list[ProposalRequest], limits: EpisodeLimits
+    ) -> list[list[ReasoningState]]:
         """`branch` distinct children per request: first expansions at `temperature`, widenings
         (requests with siblings) at `widen_temperature`, one batched call per group."""
         config = self.config
