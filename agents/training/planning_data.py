@@ -115,7 +115,7 @@ def value_rows(
 
     One row per distinct state, not per distinct `value_text`: on a task whose PRM
     reads the board, many states share a board (every correct final state of a
-    target reads "Target 42. Answer 42."), and deduplicating by board would drop
+    target reads "Target 42. Answer 42, the target."), and deduplicating by board would drop
     those to one row each, leaving V_0 almost no correct final states to learn from.
     """
     rows: dict[ReasoningState, float] = {}
