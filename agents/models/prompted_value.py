@@ -42,14 +42,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from agents.models.loading import load_causal_lm
 from agents.models.prm.base import (
-    CachedValueModel,
+    StateValueModel,
     Encoded,
     check_sizes,
-    last_hidden,
+    hidden_at_reads,
     pad_id_of,
     parameter_count,
-    read_positions,
-    right_pad,
     split_rows,
     token_logits,
 )
@@ -125,7 +123,7 @@ class PromptedValueConfig:
         return self.labels if self.labels is not None else JUDGE_PROMPTS[self.prompt].labels
 
 
-class PromptedValue(CachedValueModel):
+class PromptedValue(StateValueModel):
     """A `ValueModel` that asks a causal LM to judge each state (see the module docstring)."""
 
     def __init__(
@@ -190,14 +188,10 @@ class PromptedValue(CachedValueModel):
         if not state.steps:
             return None
         ids = tuple(self._ids(self.prompt(state)))
-        return Encoded(ids, (len(ids) - 1,))
-
-    def _reduce(self, scores: Sequence[float]) -> float:
-        return scores[0]
+        return self.at_last_token(ids)
 
     @torch.inference_mode()
     def _forward(self, batch: Sequence[Encoded]) -> list[list[float]]:
-        input_ids, mask = right_pad(batch, pad_id_of(self.tokenizer), self.model.device)
-        hidden = read_positions(last_hidden(self.model.base_model, input_ids, mask), batch)
+        hidden = hidden_at_reads(self.model.base_model, batch, pad_id_of(self.tokenizer))
         probabilities = token_logits(self.model, hidden, self.label_ids).softmax(dim=-1)
         return split_rows(probabilities @ self._values, batch)

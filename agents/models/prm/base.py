@@ -190,6 +190,18 @@ class StepPRM(CachedValueModel):
         return AGGREGATIONS[self.aggregation](scores)
 
 
+class StateValueModel(CachedValueModel):
+    """A value model that reads one value per state, at the state's last token."""
+
+    @staticmethod
+    def at_last_token(ids: Sequence[int]) -> Encoded:
+        """The encoding `ids`, read at its last token."""
+        return Encoded(tuple(ids), (len(ids) - 1,))
+
+    def _reduce(self, scores: Sequence[float]) -> float:
+        return scores[0]
+
+
 # --- batched tensors ------------------------------------------------------------------------------
 
 
@@ -221,9 +233,11 @@ def split_rows(values: torch.Tensor, batch: Sequence[Encoded]) -> list[list[floa
     return out
 
 
-def last_hidden(backbone: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The last hidden states (B x T x H) of a transformers base model."""
-    return backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+def hidden_at_reads(backbone: PreTrainedModel, batch: Sequence[Encoded], pad_id: int) -> torch.Tensor:
+    """A transformers base model's last hidden states at every read position of `batch`
+    (N x H), from one pass over the batch right-padded with `pad_id`."""
+    input_ids, mask = right_pad(batch, pad_id, backbone.device)
+    return read_positions(backbone(input_ids=input_ids, attention_mask=mask).last_hidden_state, batch)
 
 
 def token_logits(causal_lm: PreTrainedModel, hidden: torch.Tensor, token_ids: Sequence[int]) -> torch.Tensor:

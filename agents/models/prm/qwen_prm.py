@@ -38,13 +38,11 @@ from agents.models.prm.base import (
     StepPRMConfig,
     checkpoint_tensors,
     head_on,
-    last_hidden,
+    hidden_at_reads,
     load_backbone,
     pad_id_of,
     parameter_count,
-    read_positions,
     resolve_folder,
-    right_pad,
     split_rows,
     tag_positions,
     without,
@@ -119,8 +117,7 @@ class QwenPRM(StepPRM):
 
     @torch.inference_mode()
     def _forward(self, batch: Sequence[Encoded]) -> list[list[float]]:
-        input_ids, mask = right_pad(batch, pad_id_of(self.tokenizer), self.backbone.device)
-        hidden = read_positions(last_hidden(self.backbone, input_ids, mask), batch).float()
+        hidden = hidden_at_reads(self.backbone, batch, pad_id_of(self.tokenizer)).float()
         h = self.head
         inner = torch.relu(hidden @ h["score.0.weight"].T + h["score.0.bias"])
         logits = inner @ h["score.2.weight"].T + h["score.2.bias"]

@@ -33,15 +33,13 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from agents.models.loading import load_causal_lm
 from agents.models.prm.base import (
-    CachedValueModel,
+    StateValueModel,
     Encoded,
     check_sizes,
     head_on,
-    last_hidden,
+    hidden_at_reads,
     pad_id_of,
     parameter_count,
-    read_positions,
-    right_pad,
     split_rows,
 )
 from reasoning_gym import ReasoningState
@@ -99,7 +97,7 @@ def load_value_state_dict(path: str | Path, model: PreTrainedModel) -> dict[str,
     return {"LN.weight": state["LN.weight"], "LN.bias": state["LN.bias"]}
 
 
-class ReSTValueModel(CachedValueModel):
+class ReSTValueModel(StateValueModel):
     """`ValueModel` over the ReST-MCTS* value model (see the module docstring).
 
     Args:
@@ -132,15 +130,11 @@ class ReSTValueModel(CachedValueModel):
 
     def encode(self, state: ReasoningState) -> Encoded:
         ids = tuple(self.tokenizer.encode(state.text))
-        return Encoded(ids, (len(ids) - 1,))
-
-    def _reduce(self, scores: Sequence[float]) -> float:
-        return scores[0]
+        return self.at_last_token(ids)
 
     @torch.inference_mode()
     def _forward(self, batch: Sequence[Encoded]) -> list[list[float]]:
-        input_ids, mask = right_pad(batch, pad_id_of(self.tokenizer), self.model.device)
-        hidden = read_positions(last_hidden(self.model.base_model, input_ids, mask), batch)
+        hidden = hidden_at_reads(self.model.base_model, batch, pad_id_of(self.tokenizer))
         logits = self.model.get_output_embeddings()(hidden).float()
         values = logits @ self.head["LN.weight"].T + self.head["LN.bias"]
         return split_rows(values[:, 0].clamp(0.0, 1.0), batch)

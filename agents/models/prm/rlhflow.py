@@ -35,11 +35,9 @@ from agents.models.prm.base import (
     Encoded,
     StepPRM,
     StepPRMConfig,
-    last_hidden,
+    hidden_at_reads,
     pad_id_of,
     parameter_count,
-    read_positions,
-    right_pad,
     split_rows,
     token_logits,
 )
@@ -117,7 +115,6 @@ class RLHFlowPRM(StepPRM):
 
     @torch.inference_mode()
     def _forward(self, batch: Sequence[Encoded]) -> list[list[float]]:
-        input_ids, mask = right_pad(batch, pad_id_of(self.tokenizer), self.model.device)
-        hidden = read_positions(last_hidden(self.model.base_model, input_ids, mask), batch)
+        hidden = hidden_at_reads(self.model.base_model, batch, pad_id_of(self.tokenizer))
         probabilities = token_logits(self.model, hidden, self.candidate_ids).softmax(dim=-1)[:, 0]
         return split_rows(probabilities, batch)

@@ -41,13 +41,11 @@ from agents.models.prm.base import (
     StepPRMConfig,
     checkpoint_tensors,
     head_on,
-    last_hidden,
+    hidden_at_reads,
     load_backbone,
     pad_id_of,
     parameter_count,
-    read_positions,
     resolve_folder,
-    right_pad,
     split_rows,
 )
 from reasoning_gym import ReasoningState
@@ -114,7 +112,6 @@ class SkyworkPRM(StepPRM):
 
     @torch.inference_mode()
     def _forward(self, batch: Sequence[Encoded]) -> list[list[float]]:
-        input_ids, mask = right_pad(batch, pad_id_of(self.tokenizer), self.backbone.device)
-        hidden = read_positions(last_hidden(self.backbone, input_ids, mask), batch).float()
+        hidden = hidden_at_reads(self.backbone, batch, pad_id_of(self.tokenizer)).float()
         logits = hidden @ self.head["v_head.summary.weight"].T + self.head["v_head.summary.bias"]
         return split_rows(torch.sigmoid(logits[:, 0]), batch)
