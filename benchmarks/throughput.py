@@ -132,15 +132,21 @@ class TimedPolicy:
         self.timer = timer
         self.num_parameters = inner.num_parameters
 
-    def propose_steps(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
-        return self._timed(self.inner.propose_steps, states, n, sampling)
+    def propose_steps(
+        self,
+        states: Sequence[ReasoningState],
+        n: int,
+        sampling: SamplingConfig,
+        exclude: Sequence[Sequence[str]] | None = None,
+    ) -> Generation:
+        return self._timed(self.inner.propose_steps, states, n, sampling, exclude=exclude)
 
     def sample_solutions(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
         return self._timed(self.inner.sample_solutions, states, n, sampling)
 
-    def _timed(self, method, states, n, sampling) -> Generation:
+    def _timed(self, method, states, n, sampling, **options) -> Generation:
         start = time.perf_counter()
-        generation = method(states, n, sampling)
+        generation = method(states, n, sampling, **options)
         self.timer.policy_seconds += time.perf_counter() - start
         self.timer.policy_calls += 1
         self.timer.policy_states += len(states)

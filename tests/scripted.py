@@ -29,10 +29,11 @@ class Call:
     tokens: int
     prompt_tokens: int = 0
     temperature: float | None = None
+    exclude: list[tuple[str, ...]] | None = None  # per state, the steps the caller asked not to get again
 
 
 class ScriptedPolicy:
-    """Serves scripted proposals in order, per state.
+    """Serves scripted proposals in order, per state (logging, not applying, any `exclude`).
 
     Args:
         steps: ``{state steps: [proposal, ...]}``; each request for that state
@@ -57,9 +58,17 @@ class ScriptedPolicy:
         self.sample_tokens = sample_tokens
         self.calls: list[Call] = []
 
-    def propose_steps(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
+    def propose_steps(
+        self,
+        states: Sequence[ReasoningState],
+        n: int,
+        sampling: SamplingConfig,
+        exclude: Sequence[Sequence[str]] | None = None,
+    ) -> Generation:
         texts = [[self._next_step(state) for _ in range(n)] for state in states]
-        return self._generation("propose", states, n, sampling, texts)
+        generation = self._generation("propose", states, n, sampling, texts)
+        self.calls[-1].exclude = None if exclude is None else [tuple(steps) for steps in exclude]
+        return generation
 
     def sample_solutions(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
         texts = [[_pop(self._solutions.get(state.problem.id)) for _ in range(n)] for state in states]

@@ -162,14 +162,14 @@ class _Crashing:
         self.policy, self.fail_at, self.calls = policy, fail_at, 0
         self.num_parameters = policy.num_parameters
 
-    def _call(self, method, *args):
+    def _call(self, method, *args, **kwargs):
         self.calls += 1
         if self.calls >= self.fail_at:
             raise ConnectionError("policy server down")
-        return getattr(self.policy, method)(*args)
+        return getattr(self.policy, method)(*args, **kwargs)
 
-    def propose_steps(self, *args):
-        return self._call("propose_steps", *args)
+    def propose_steps(self, *args, **kwargs):
+        return self._call("propose_steps", *args, **kwargs)
 
     def sample_solutions(self, *args):
         return self._call("sample_solutions", *args)

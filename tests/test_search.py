@@ -54,7 +54,11 @@ TOY_VALUES = {
 
 
 def mcts(policy, prm, **options) -> MCTSStar:
-    defaults = {"exploration": 0.5, "unvisited_bonus": 0.0, "roll_forward_steps": 0, "max_new_tokens": 5}
+    # The reference's proposal arithmetic by default: one call asks `branch` steps of a node.
+    defaults = {
+        "exploration": 0.5, "unvisited_bonus": 0.0, "roll_forward_steps": 0, "max_new_tokens": 5,
+        "without_replacement": False,
+    }  # fmt: skip
     return MCTSStar(policy, prm, MCTSStarConfig(**{**defaults, **options}))
 
 
@@ -236,6 +240,41 @@ def test_widenings_sample_at_the_widen_temperature():
         MCTSStarConfig(widen_temperature=0.0)
 
 
+def test_without_replacement_draws_one_step_per_call_naming_the_steps_already_taken():
+    # The root asks one step at a time; the second ask names the first; widening names both.
+    steps = {(): [ANSWER_12, "The answer is 10", ANSWER_14, "The answer is 11"]}
+    values = {(ANSWER_12,): 0.2, ("The answer is 10",): 0.1, (ANSWER_14,): 0.95}
+    policy = ScriptedPolicy(steps)
+    agent = mcts(policy, ScriptedPRM(values), iterations=5, branch=2, without_replacement=True)
+    assert agent.solve([TOY], Budget())[0].answer == "14"
+    assert [(call.n, call.exclude) for call in policy.calls] == [
+        (1, [()]),
+        (1, [(ANSWER_12,)]),
+        (1, [(ANSWER_12, "The answer is 10")]),
+        (1, [(ANSWER_12, "The answer is 10", ANSWER_14)]),
+    ]  # the widening's two asks brought ANSWER_14 (end gate) and "The answer is 11"
+    reference = ScriptedPolicy(steps)
+    mcts(reference, ScriptedPRM(values), iterations=5, branch=2).solve([TOY], Budget())
+    assert [(call.n, call.exclude) for call in reference.calls] == [(2, None), (2, None)]
+
+
+def test_widening_by_value_asks_for_new_steps_when_the_children_are_worth_less_than_a_fresh_one():
+    # Root children A .3 and B .1; A is expanded (B1, B2 .05) and backs up .05. Iteration 3, root
+    # N = 2: a fresh root step, worth the children's mean PRM score .2 and one expansion old,
+    # scores .2 + .5 sqrt(2 ln 2) = .789 > A .05 + .5 sqrt(ln 2) = .466 > B .1: the root widens.
+    steps = {(): [A, B, C, "2 * 3 = 6"], (A,): [B1, B2]}
+    values = {(A,): 0.3, (B,): 0.1, (A, B1): 0.05, (A, B2): 0.05, (C,): 0.9}
+    policy = ScriptedPolicy(steps)
+    tree = mcts(policy, ScriptedPRM(values), iterations=3, branch=2, widen_by_value=True).solve([TOY], Budget())[0].tree
+    assert [call.states for call in policy.calls] == [[()], [(A,)], [()]]
+    assert [tree.step(c) for c in tree.children[0]] == [A, B, C, "2 * 3 = 6"]
+    plain = ScriptedPolicy(steps)
+    mcts(plain, ScriptedPRM(values), iterations=3, branch=2).solve([TOY], Budget())
+    assert [call.states for call in plain.calls] == [[()], [(A,)], [(A, B1)]]  # the reference goes deeper into A
+    with pytest.raises(ValueError, match="needs widen"):
+        MCTSStarConfig(widen_by_value=True, widen=False)
+
+
 def test_a_fruitless_progressive_widening_does_not_close_a_node_with_open_children():
     steps = {(): [A, B, A, B, A, B]}  # widening the root only ever repeats A and B
     policy = ScriptedPolicy(steps)
@@ -249,14 +288,16 @@ def test_a_fruitless_progressive_widening_does_not_close_a_node_with_open_childr
 # --- budget ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("roll", "expected"), [(0, 36), (1, 32)])
-def test_mcts_stops_when_the_next_call_could_exceed_the_cap(roll, expected):
+@pytest.mark.parametrize(("roll", "expected", "last_n"), [(0, 36, 3), (1, 36, 1)])
+def test_mcts_stops_when_the_next_call_could_exceed_the_cap(roll, expected, last_n):
     policy = ScriptedPolicy(sample_tokens=4)
     result = mcts(policy, ScriptedPRM(), iterations=50, roll_forward_steps=roll).solve([filler(0)], Budget(40))[0]
     # worst cases: expansion 3 x 5 = 15, roll step 1 x 5 = 5; actual 12 and 4.
-    # roll 0: 0+15, 12+15, 24+15 <= 40, then 36+15 > 40.  roll 1: 0+15, 12+5, 16+15, 28+5, then 32+15 > 40.
+    # roll 0: 0+15, 12+15, 24+15 <= 40, then 36 + 5 > 40 even for one proposal.
+    # roll 1: 0+15, 12+5, 16+15, 28+5, then 32+15 > 40 but 32+5 fits: one proposal, not three; then 36+5 > 40.
     assert result.usage.policy_completion_tokens == expected
     assert result.stop_reason == "budget"
+    assert policy.calls[-1].n == last_n
 
 
 def test_call_and_total_token_caps_are_respected():
@@ -271,8 +312,8 @@ def test_self_consistency_samples_rounds_until_the_budget_says_stop():
     policy = ScriptedPolicy(solutions={"toy": ["The answer is 14"] * 100}, sample_tokens=4)
     config = SelfConsistencyConfig(max_new_tokens=5, samples_per_round=2, max_samples=100)
     result = SelfConsistency(policy, config).solve([TOY], Budget(completion_tokens=25))[0]
-    # rounds cost 10 at worst, 8 in fact: 0+10, 8+10 fit; 16+10 > 25
-    assert len(result.traces) == 4 and result.usage.policy_completion_tokens == 16
+    # rounds cost 10 at worst, 8 in fact: 0+10, 8+10 fit; 16+10 > 25, but one sample fits: 16+5, 20+5; 24+5 > 25
+    assert len(result.traces) == 6 and result.usage.policy_completion_tokens == 24
     assert result.answer == "14" and result.stop_reason == "budget"
 
 

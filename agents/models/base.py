@@ -105,8 +105,20 @@ class Policy(Protocol):
 
     num_parameters: int
 
-    def propose_steps(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
-        """`n` candidate next steps for each of the B states (texts is B x n)."""
+    def propose_steps(
+        self,
+        states: Sequence[ReasoningState],
+        n: int,
+        sampling: SamplingConfig,
+        exclude: Sequence[Sequence[str]] | None = None,
+    ) -> Generation:
+        """`n` candidate next steps for each of the B states (texts is B x n).
+
+        ``exclude[i]``: steps (as recorded in states) already taken at state i. A
+        policy that can sample without them does (`HFPolicy`: the policy's
+        distribution with those steps taken out); one that cannot (a remote
+        server) may return them, and the caller filters duplicates.
+        """
         ...
 
     def sample_solutions(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:

@@ -6,15 +6,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
 from agents.models.base import Generation, SamplingConfig
+from agents.models.exclusion import ExcludeTaken, Masses, taken_masses
 from agents.models.loading import load_causal_lm
 from agents.models.prompts import DEFAULT_SYSTEM_PROMPT, render_prompt
 from agents.models.stepwise import cut_step, group_by_stops, merge, sample_solutions_by_task
 from reasoning_gym import ReasoningState
+from reasoning_gym.tasks import task_of
 from reasoning_gym.steps import normalize_step
-
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,9 @@ class HFPolicy:
     vocabulary token whose text contains a stop (``"\n"``, ``"\n\n"``, ``".\n"``,
     ...) is a stop id, and the text is cut before the first stop. Whole
     solutions of a task with more stops than the newline are sampled step by
-    step (`agents.models.stepwise`).
+    step (`agents.models.stepwise`). Steps proposed with `exclude` are sampled
+    without replacement (`agents.models.exclusion`): the policy's distribution
+    over whole steps with the excluded ones taken out.
     """
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: HFPolicyConfig | None = None):
@@ -83,11 +86,20 @@ class HFPolicy:
 
     # --- the Policy protocol -------------------------------------------------
 
-    def propose_steps(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
+    def propose_steps(
+        self,
+        states: Sequence[ReasoningState],
+        n: int,
+        sampling: SamplingConfig,
+        exclude: Sequence[Sequence[str]] | None = None,
+    ) -> Generation:
         parts = []
         for stops, indices in group_by_stops(states).items():
             prompts = [self.prompt(states[i], next_step=True) for i in indices]
-            texts, prompt_tokens, completion_tokens, calls = self._generate(prompts, n, sampling, stops)
+            taken = None
+            if exclude is not None:
+                taken = [[task_of(states[i].problem).written_step(step) for step in exclude[i]] for i in indices]
+            texts, prompt_tokens, completion_tokens, calls = self._generate(prompts, n, sampling, stops, taken)
             steps = [[normalize_step(cut_step(text, stops)) for text in row] for row in texts]
             parts.append((indices, Generation(steps, prompt_tokens, completion_tokens, calls)))
         return merge(parts, len(states))
@@ -103,13 +115,20 @@ class HFPolicy:
 
     @torch.inference_mode()
     def _generate(
-        self, prompts: list[str], n: int, sampling: SamplingConfig, stops: tuple[str, ...]
+        self,
+        prompts: list[str],
+        n: int,
+        sampling: SamplingConfig,
+        stops: tuple[str, ...],
+        taken: list[list[str]] | None = None,
     ) -> tuple[list[list[str]], list[int], list[int], int]:
         """Sample `n` continuations per prompt, each ending at a token containing one of
         `stops` or the EOS: texts (len(prompts) x n), per-prompt costs, calls.
 
         Greedy decoding computes each prompt once and repeats the text n times,
-        so greedy costs are counted once.
+        so greedy costs are counted once. ``taken[i]``: continuations of prompt i
+        (written out, stop included) not to sample; reading them to weigh them
+        out costs their prompt tokens once more.
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
@@ -121,24 +140,36 @@ class HFPolicy:
         extra: dict = {}
         if self.config.cache_implementation:
             extra["cache_implementation"] = self.config.cache_implementation
+        prompt_tokens = [0] * len(prompts)
+        temperature = 1.0 if sampling.greedy else sampling.temperature
+        masses: list[Masses] | None = None
+        if taken and any(taken):
+            masses = self._taken_masses(prompts, taken, temperature, stop_ids, sampling.max_new_tokens, prompt_tokens)
+            temperature_arg = 1.0  # ExcludeTaken applies the temperature itself
+        else:
+            temperature_arg = temperature
         sampling_args = (
             {"do_sample": False}
             if sampling.greedy
-            else {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0}
+            else {"do_sample": True, "temperature": temperature_arg, "top_p": sampling.top_p, "top_k": 0}
         )
         outputs: list[str] = []
-        prompt_tokens = [0] * len(prompts)
         completion_tokens = [0] * len(prompts)
         calls = 0
         device = self.model.device
         for start in range(0, len(rows), self.config.batch_size):
             chunk = rows[start : start + self.config.batch_size]
             batch = self.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=not self.chat).to(device)
+            processors = []
+            if masses is not None:
+                rows_masses = [masses[(start + offset) // copies] for offset in range(len(chunk))]
+                processors.append(ExcludeTaken(rows_masses, batch["input_ids"].shape[1], temperature))
             generated = self.model.generate(
                 **batch,
                 max_new_tokens=sampling.max_new_tokens,
                 eos_token_id=stop_ids,
                 pad_token_id=self.tokenizer.pad_token_id,
+                logits_processor=LogitsProcessorList(processors),
                 **sampling_args,
                 **extra,
             )[:, batch["input_ids"].shape[1] :]
@@ -151,6 +182,57 @@ class HFPolicy:
                 outputs.append(self.tokenizer.decode(row[:length], skip_special_tokens=True))
         texts = [[outputs[i * copies + (j if copies > 1 else 0)] for j in range(n)] for i in range(len(prompts))]
         return texts, prompt_tokens, completion_tokens, calls
+
+    @torch.inference_mode()
+    def _taken_masses(
+        self,
+        prompts: list[str],
+        taken: list[list[str]],
+        temperature: float,
+        stop_ids: list[int],
+        max_new_tokens: int,
+        prompt_tokens: list[int],
+    ) -> list[Masses]:
+        """`taken_masses` per prompt, from one teacher-forced pass over each prompt + taken text.
+
+        A taken text whose tokens this policy could not generate (no stop at its
+        end, a stop before it, longer than `max_new_tokens`, or a prompt that
+        tokenizes differently in front of it) is left out: the caller's duplicate
+        filter still catches it. Adds the tokens read to `prompt_tokens`.
+        """
+        stop_set = set(stop_ids)
+        special = not self.chat
+        rows: list[tuple[int, list[int], int]] = []  # (prompt, prompt + continuation ids, prompt length)
+        for p, texts in enumerate(taken):
+            if not texts:
+                continue
+            head = self.tokenizer(prompts[p], add_special_tokens=special)["input_ids"]
+            for text in texts:
+                ids = self.tokenizer(prompts[p] + text, add_special_tokens=special)["input_ids"]
+                tail = ids[len(head) :]
+                if ids[: len(head)] != head or not 0 < len(tail) <= max_new_tokens:
+                    continue
+                if tail[-1] not in stop_set or any(token in stop_set for token in tail[:-1]):
+                    continue
+                rows.append((p, ids, len(head)))
+        sequences: list[list[list[int]]] = [[] for _ in prompts]
+        probabilities: list[list[list[float]]] = [[] for _ in prompts]
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(rows), self.config.batch_size):
+            chunk = rows[start : start + self.config.batch_size]
+            width = max(len(ids) for _, ids, _ in chunk)
+            # Right padding keeps every real token at its unpadded position.
+            input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for _, ids, _ in chunk], device=self.model.device)
+            mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for _, ids, _ in chunk], device=self.model.device)
+            logits = self.model(input_ids=input_ids, attention_mask=mask).logits.float()
+            log_probs = torch.log_softmax(logits / temperature, dim=-1)
+            for row, (p, ids, head) in enumerate(chunk):
+                positions = torch.arange(head - 1, len(ids) - 1, device=log_probs.device)
+                targets = torch.tensor(ids[head:], device=log_probs.device)
+                sequences[p].append(ids[head:])
+                probabilities[p].append(log_probs[row, positions, targets].exp().tolist())
+                prompt_tokens[p] += len(ids)
+        return [taken_masses(s, q) for s, q in zip(sequences, probabilities)]
 
     def _stop_token_ids(self, stops: tuple[str, ...]) -> list[int]:
         """Every vocabulary id whose text contains one of `stops` (memoised per stop tuple)."""

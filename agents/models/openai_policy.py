@@ -292,7 +292,15 @@ class OpenAIPolicy:
 
     # --- the Policy protocol -----------------------------------------------------
 
-    def propose_steps(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
+    def propose_steps(
+        self,
+        states: Sequence[ReasoningState],
+        n: int,
+        sampling: SamplingConfig,
+        exclude: Sequence[Sequence[str]] | None = None,
+    ) -> Generation:
+        """As `Policy.propose_steps`; `exclude` is not applied (a completions server
+        samples with replacement), so the caller's duplicate filter does the work."""
         parts = []
         for stops, indices in group_by_stops(states).items():
             prompts = [self.prompt(states[i], next_step=True) for i in indices]

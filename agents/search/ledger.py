@@ -5,8 +5,10 @@ requests ``(problem index, state)`` from many problems; the ledger
 
 1. drops the requests of problems that are closed, and closes (and drops) each
    problem whose share of the call might exceed its budget (the rule in
-   `agents.search.budget`);
-2. makes ONE batched call for the remaining requests (none if none remain);
+   `agents.search.budget`); a policy call asking n samples per request gives a
+   problem that cannot afford n the most it can afford instead (one more call);
+2. makes ONE batched call for the remaining requests (none if none remain; one
+   per reduced sample count at the end of budgets);
 3. charges each problem the rows of its own requests.
 
 Results come back aligned with the requests, None for a dropped request. A
@@ -58,16 +60,31 @@ class Ledger:
     # --- the model calls -------------------------------------------------------
 
     def propose_steps(
-        self, policy: Policy, requests: Sequence[Request], n: int, sampling: SamplingConfig
+        self,
+        policy: Policy,
+        requests: Sequence[Request],
+        n: int,
+        sampling: SamplingConfig,
+        exclude: Sequence[Sequence[str]] | None = None,
     ) -> list[list[str] | None]:
-        """`n` next steps per request (one batched `policy.propose_steps` call)."""
-        return self._generate(policy.propose_steps, requests, n, sampling)
+        """`n` next steps per request (one batched `policy.propose_steps` call); ``exclude[k]``:
+        steps request k should not get again (see `Policy.propose_steps`)."""
+
+        def call(kept: list[int], n: int, sampling: SamplingConfig) -> Generation:
+            states = [requests[k][1] for k in kept]
+            return policy.propose_steps(states, n, sampling, exclude=None if exclude is None else [exclude[k] for k in kept])
+
+        return self._generate(call, requests, n, sampling)
 
     def sample_solutions(
         self, policy: Policy, requests: Sequence[Request], n: int, sampling: SamplingConfig
     ) -> list[list[str] | None]:
         """`n` whole continuations per request (one batched `policy.sample_solutions` call)."""
-        return self._generate(policy.sample_solutions, requests, n, sampling)
+
+        def call(kept: list[int], n: int, sampling: SamplingConfig) -> Generation:
+            return policy.sample_solutions([requests[k][1] for k in kept], n, sampling)
+
+        return self._generate(call, requests, n, sampling)
 
     def score(self, value: ValueModel, requests: Sequence[Request]) -> list[float | None]:
         """PRM value per request (one batched `value.score` call)."""
@@ -93,43 +110,73 @@ class Ledger:
 
     def _generate(
         self,
-        method: Callable[[Sequence[ReasoningState], int, SamplingConfig], Generation],
+        call: Callable[[list[int], int, SamplingConfig], Generation],
         requests: Sequence[Request],
         n: int,
         sampling: SamplingConfig,
     ) -> list[list[str] | None]:
-        def estimate(states: list[ReasoningState]) -> Usage:
-            chars = n * sum(len(state.text) for state in states)
-            return Usage(
-                policy_prompt_tokens=self._tokens("policy", chars),
-                policy_completion_tokens=len(states) * n * sampling.max_new_tokens,
-                policy_calls=1,
-                wall_seconds=self._longest["policy"],
-            )
-
-        kept = self._admit(requests, estimate)
         results: list[list[str] | None] = [None] * len(requests)
-        if not kept:
-            return results
-        if sampling.seed is not None:
-            # A fixed seed would give every call (retry, round) the same draws.
-            sampling = replace(sampling, seed=sampling.seed + self._policy_calls)
-        self._policy_calls += 1
-        started = time.perf_counter()
-        generation = method([requests[k][1] for k in kept], n, sampling)
-        self._longest["policy"] = max(self._longest["policy"], time.perf_counter() - started)
-        for problem, rows in _rows_by_problem(requests, kept).items():
-            self.usage[problem].add_generation(generation, rows)
-            self.usage[problem].wall_seconds = self._elapsed()
-        for row, k in enumerate(kept):
-            results[k] = generation.texts[row]
-            self._learn("policy", generation.prompt_tokens[row], n * len(requests[k][1].text))
+        for samples, kept in self._admit_samples(requests, n, sampling):
+            if sampling.seed is not None:
+                # A fixed seed would give every call (retry, round) the same draws.
+                call_sampling = replace(sampling, seed=sampling.seed + self._policy_calls)
+            else:
+                call_sampling = sampling
+            self._policy_calls += 1
+            started = time.perf_counter()
+            generation = call(kept, samples, call_sampling)
+            self._longest["policy"] = max(self._longest["policy"], time.perf_counter() - started)
+            for problem, rows in _rows_by_problem(requests, kept).items():
+                self.usage[problem].add_generation(generation, rows)
+                self.usage[problem].wall_seconds = self._elapsed()
+            for row, k in enumerate(kept):
+                results[k] = generation.texts[row]
+                self._learn("policy", generation.prompt_tokens[row], samples * len(requests[k][1].text))
         return results
+
+    def _admit_samples(
+        self, requests: Sequence[Request], n: int, sampling: SamplingConfig
+    ) -> list[tuple[int, list[int]]]:
+        """[(samples per request, indices of the requests that get them)], most samples first.
+
+        A problem that cannot afford `n` samples per request gets the most it can
+        afford (so the end of a budget buys one more proposal rather than none); one
+        that cannot afford a single sample is closed.
+        """
+
+        def estimate(samples: int) -> Callable[[list[ReasoningState]], Usage]:
+            def usage(states: list[ReasoningState]) -> Usage:
+                chars = samples * sum(len(state.text) for state in states)
+                return Usage(
+                    policy_prompt_tokens=self._tokens("policy", chars),
+                    policy_completion_tokens=len(states) * samples * sampling.max_new_tokens,
+                    policy_calls=1,
+                    wall_seconds=self._longest["policy"],
+                )
+
+            return usage
+
+        groups: list[tuple[int, list[int]]] = []
+        pending = list(requests)
+        indices = list(range(len(requests)))
+        for samples in range(n, 0, -1):
+            kept = self._admit(pending, estimate(samples), close=samples == 1)
+            if kept:
+                groups.append((samples, [indices[k] for k in kept]))
+            admitted = {pending[k][0] for k in kept}
+            rest = [k for k in range(len(pending)) if pending[k][0] not in admitted and self.open(pending[k][0])]
+            pending, indices = [pending[k] for k in rest], [indices[k] for k in rest]
+            if not pending:
+                break
+        return groups
 
     # --- the budget rule --------------------------------------------------------
 
-    def _admit(self, requests: Sequence[Request], estimate: Callable[[list[ReasoningState]], Usage]) -> list[int]:
-        """Indices of the requests whose problems can afford their share of the call."""
+    def _admit(
+        self, requests: Sequence[Request], estimate: Callable[[list[ReasoningState]], Usage], close: bool = True
+    ) -> list[int]:
+        """Indices of the requests whose problems can afford their share of the call; with
+        `close`, a problem that cannot is closed (out of budget)."""
         by_problem: dict[int, list[int]] = defaultdict(list)
         for k, (problem, _) in enumerate(requests):
             by_problem[problem].append(k)
@@ -140,7 +187,7 @@ class Ledger:
             self.usage[problem].wall_seconds = self._elapsed()
             if self.budget.fits(self.usage[problem] + estimate([requests[k][1] for k in ks])):
                 kept.extend(ks)
-            else:
+            elif close:
                 self.out_of_budget[problem] = True
                 self.close(problem)
         return sorted(kept)

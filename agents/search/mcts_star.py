@@ -96,6 +96,19 @@ class MCTSStarConfig(SamplingOptions):
             children is expanded again (widening); None: `temperature`. A peaked
             policy's first draws are its likeliest steps; asked again at the same
             temperature it mostly repeats them, and the node closes with budget left.
+        without_replacement: proposals at a node are sampled with the steps it
+            already has (and those proposed earlier in the same expansion) taken out
+            of the policy's distribution, where the policy can (`HFPolicy`;
+            `agents.models.exclusion`). The reference samples with replacement and
+            drops repeats, and a repeat costs its tokens.
+        widen_by_value: (with `widen`) a node is also expanded again when a new
+            child would win the selection among its open children: an arm valued at
+            the mean PRM score of the node's children so far, visited once per
+            expansion (`widening`). A node whose children turned out worse than a
+            fresh proposal promises gets new ones instead of sending the search
+            deeper into them (with exact values the reference rule expanded children
+            valued 0 on Countdown until they closed). A node whose widening brought
+            nothing `dead_end_after` times in a row is not widened again.
         widen_exponent: progressive widening (with `widen`): an expanded node
             visited N times may hold up to ``branch * floor(N ** widen_exponent)``
             children, and selection stops at a node below that to add `branch`
@@ -117,6 +130,8 @@ class MCTSStarConfig(SamplingOptions):
     widen: bool = True
     dead_end_after: int = 1
     widen_temperature: float | None = None
+    without_replacement: bool = True
+    widen_by_value: bool = False
     widen_exponent: float = 0.0
     answer_mode: str = "best"
     data_mode: bool = False
@@ -133,6 +148,8 @@ class MCTSStarConfig(SamplingOptions):
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.widen_temperature is not None and self.widen_temperature <= 0:
             raise ValueError(f"widen_temperature must be > 0 (or None), got {self.widen_temperature}")
+        if self.widen_by_value and not self.widen:
+            raise ValueError("widen_by_value expands nodes again, which needs widen")
         if self.dead_end_after > 1 and not self.widen:
             raise ValueError("dead_end_after > 1 keeps a childless node open to be expanded again, which needs widen")
         if self.answer_mode not in ANSWER_MODES:
@@ -143,21 +160,21 @@ SelectChild = Callable[[Tree, int, Sequence[int]], int]
 """A selection rule: (tree, expanded node, candidate children) -> the one to descend into."""
 
 
-def uct(exploration: float, unvisited_bonus: float) -> SelectChild:
-    """UCT on values: argmax over the candidates of V + c * sqrt(2 ln N / n), or V + bonus if n = 0.
+def uct_score(value: float, visits: int, parent_visits: int, exploration: float, unvisited_bonus: float) -> float:
+    """V + c * sqrt(2 ln N / n) for an arm visited n times under a parent visited N times; V + bonus if n = 0."""
+    if visits == 0:
+        return value + unvisited_bonus
+    return value + exploration * math.sqrt(2.0 * math.log(max(parent_visits, 1)) / visits)
 
-    N is the parent's visit count and n the child's. Ties go to the first child.
-    """
+
+def uct(exploration: float, unvisited_bonus: float) -> SelectChild:
+    """UCT on values: argmax over the candidates of `uct_score`. Ties go to the first child."""
 
     def select_child(tree: Tree, node: int, candidates: Sequence[int]) -> int:
-        log_visits = math.log(max(tree.visits[node], 1))
-
-        def score(child: int) -> float:
-            if tree.visits[child] == 0:
-                return tree.value[child] + unvisited_bonus
-            return tree.value[child] + exploration * math.sqrt(2.0 * log_visits / tree.visits[child])
-
-        return max(candidates, key=score)
+        return max(
+            candidates,
+            key=lambda c: uct_score(tree.value[c], tree.visits[c], tree.visits[node], exploration, unvisited_bonus),
+        )
 
     return select_child
 
@@ -166,14 +183,30 @@ Widen = Callable[[Tree, int], bool]
 """A widening rule: (tree, expanded non-terminal node) -> expand it again now?"""
 
 
-def widening(branch: int, exponent: float) -> Widen:
+def widening(branch: int, exponent: float, by_value: tuple[float, float] | None = None) -> Widen:
     """Saturated nodes always; with `exponent` > 0, also nodes holding fewer than
-    ``branch * floor(visits ** exponent)`` children (progressive widening)."""
+    ``branch * floor(visits ** exponent)`` children (progressive widening); with
+    ``by_value = (exploration, unvisited_bonus)``, also a node whose new child would
+    win the selection among its open children (`uct_score`): the new child is an arm
+    valued at the mean PRM score of the node's children (what a fresh proposal has
+    been worth here) and visited once per expansion so far."""
 
     def widen(tree: Tree, node: int) -> bool:
         if tree.saturated(node):
             return True
-        return exponent > 0 and len(tree.children[node]) < branch * math.floor(max(tree.visits[node], 1) ** exponent)
+        children = tree.children[node]
+        if exponent > 0 and len(children) < branch * math.floor(max(tree.visits[node], 1) ** exponent):
+            return True
+        if by_value is None or not children:
+            return False
+        exploration, bonus = by_value
+        expansions = math.ceil(len(children) / branch)
+        new = uct_score(sum(tree.prm[c] or 0.0 for c in children) / len(children), expansions, tree.visits[node], exploration, bonus)
+        return all(
+            new > uct_score(tree.value[c], tree.visits[c], tree.visits[node], exploration, bonus)
+            for c in children
+            if not tree.terminal[c]
+        )
 
     return widen
 
@@ -223,7 +256,8 @@ class MCTSStar:
         self.value = value
         self.config = config
         self.select_child = select_child or uct(config.exploration, config.unvisited_bonus)
-        self.widen = widening(config.branch, config.widen_exponent) if config.widen else None
+        by_value = (config.exploration, config.unvisited_bonus) if config.widen_by_value else None
+        self.widen = widening(config.branch, config.widen_exponent, by_value) if config.widen else None
         self.verifier = verifier
 
     def solve(
@@ -236,7 +270,11 @@ class MCTSStar:
         solved: list[int | None] = [None] * len(problems)  # the first answer node reaching end_gate
         reasons = ["iterations"] * len(problems)
         for _ in range(config.iterations):
-            leaves = {i: simulate(tree, self.select_child, self.widen) for i, tree in enumerate(trees) if ledger.open(i)}
+            leaves = {
+                i: simulate(tree, self.select_child, self.widen_unless_fruitless(fruitless[i]))
+                for i, tree in enumerate(trees)
+                if ledger.open(i)
+            }
             if not leaves:
                 break
             to_expand = {i: leaf for i, leaf in leaves.items() if not trees[i].terminal[leaf]}
@@ -254,6 +292,13 @@ class MCTSStar:
                     ledger.close(i)
         ledger.close_all()
         return [self.result(ledger, i, tree, solved[i], reasons[i]) for i, tree in enumerate(trees)]
+
+    def widen_unless_fruitless(self, fruitless: dict[int, int]) -> Widen | None:
+        """The widening rule, except at nodes whose last `dead_end_after` expansions brought nothing."""
+        if self.widen is None:
+            return None
+        widen, limit = self.widen, self.config.dead_end_after
+        return lambda tree, node: fruitless.get(node, 0) < limit and widen(tree, node)
 
     # --- expansion and evaluation ------------------------------------------------------
 
@@ -315,7 +360,8 @@ class MCTSStar:
         proposals: list[list[ReasoningState]] = [[] for _ in requests]
         for widen, ks in groups.items():
             found = propose_children(ledger, self.policy, [requests[k] for k in ks], config.branch,
-                                     widening if widen else config.sampling, limits, config.max_retries)  # fmt: skip
+                                     widening if widen else config.sampling, limits, config.max_retries,
+                                     config.without_replacement)  # fmt: skip
             for k, children in zip(ks, found):
                 proposals[k] = children
         return proposals
@@ -354,9 +400,8 @@ class MCTSStar:
             requests = [(i, state, ()) for i, state in current.items() if ledger.open(i)]
             if not requests:
                 break
-            proposals = propose_children(
-                ledger, self.policy, requests, config.roll_branch, config.sampling, limits, config.max_retries
-            )
+            proposals = propose_children(ledger, self.policy, requests, config.roll_branch, config.sampling, limits,
+                                         config.max_retries, config.without_replacement)  # fmt: skip
             flat = [(i, child) for (i, _, _), children in zip(requests, proposals) for child in children]
             step_best: dict[int, tuple[float, ReasoningState]] = {}
             for (i, child), value in zip(flat, ledger.score(self.value, flat)):

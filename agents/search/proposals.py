@@ -7,6 +7,12 @@ when the environment would reject it (too long) and when it reaches the same
 position as a sibling on a task that renders positions for its value model
 (Countdown: ``9 * 7`` after ``7 * 9``; the two children would be one node
 twice). Each rejected proposal is asked again, up to `retries` times.
+
+With `without_replacement`, steps are drawn one per state per call, up to
+``n + retries`` calls, and every call names the steps already taken at the
+state (its siblings, its own steps and the proposals found so far); a policy
+that can sample without them does (`HFPolicy`), so no token is spent on a
+repeat. (Two samples drawn side by side in one call could repeat each other.)
 """
 
 from __future__ import annotations
@@ -29,26 +35,34 @@ def propose_children(
     sampling: SamplingConfig,
     limits: EpisodeLimits,
     retries: int,
+    without_replacement: bool = False,
 ) -> list[list[ReasoningState]]:
     """Up to `n` distinct child states per request (R requests -> R lists).
 
     The first round is one batched call asking `n` steps of every state; each
     retry round is one batched call asking one step per missing proposal (the
-    state repeated once per missing proposal). Every call goes through the
+    state repeated once per missing proposal). With `without_replacement`, every
+    round asks one step of each state still short of `n`, the taken steps
+    excluded (at most ``n + retries`` rounds). Every call goes through the
     ledger, so it is charged per problem and a problem out of budget stops
     asking (its list keeps what it got).
     """
     children: list[list[ReasoningState]] = [[] for _ in requests]
     taken = [{normalize_step(step) for step in siblings} | set(state.steps) for _, state, siblings in requests]
     positions = [{_position(state, step) for step in siblings} for _, state, siblings in requests]
-    for attempt in range(retries + 1):
-        if attempt == 0:
+    for attempt in range(n + retries if without_replacement else retries + 1):
+        if without_replacement:  # one step per request short of n, each call excluding all found so far
+            asked, per_row = [k for k, found in enumerate(children) if len(found) < n], 1
+        elif attempt == 0:
             asked, per_row = list(range(len(requests))), n
         else:
             asked, per_row = [k for k, found in enumerate(children) for _ in range(n - len(found))], 1
         if not asked:
             break
-        texts = ledger.propose_steps(policy, [requests[k][:2] for k in asked], per_row, sampling)
+        exclude = None
+        if without_replacement:
+            exclude = [(*requests[k][2], *requests[k][1].steps, *(c.steps[-1] for c in children[k])) for k in asked]
+        texts = ledger.propose_steps(policy, [requests[k][:2] for k in asked], per_row, sampling, exclude)
         for k, row in zip(asked, texts):
             for text in row or ():
                 step = normalize_step(text)

@@ -48,6 +48,18 @@ class Task(ABC):
         """
         return step
 
+    def written_step(self, step: str) -> str:
+        """What a policy wrote after ``"Step k:"`` for the recorded `step`: a space, then the
+        text up to and including its first stop (the newline that ends a line appended
+        when it has none). A policy samples new steps without the ones already taken
+        by weighing these texts out (`agents.models.exclusion`).
+        """
+        ends = [(i, stop) for stop in self.step_stops if (i := step.find(stop)) >= 0]
+        if not ends:
+            return f" {step}{chr(10) if chr(10) in self.step_stops else self.step_stops[0]}"
+        end, stop = min(ends)
+        return f" {step[: end + len(stop)]}"
+
     def value_text(self, problem: Problem, steps: Sequence[str]) -> str:
         """What a value model (PRM) reads for the state `steps` (default: the observation,
         ``render_state(question, steps)``).
