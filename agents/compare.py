@@ -774,9 +774,10 @@ def plot(result: dict[str, Any], folder: str | Path, stem: str = "search_vs_budg
 
 
 def write_outputs(result: dict[str, Any], out: str | Path) -> list[Path]:
-    """The JSON at `out` and the two plots beside it (``search_vs_budget.png``, ``..._flops.png``)."""
+    """The JSON at `out` and the two plots beside it, named after it (``search_vs_budget.json``:
+    ``search_vs_budget.png`` and ``search_vs_budget_flops.png``), so runs in one folder keep theirs."""
     out = Path(out)
-    return [write_json(result, out), *plot(result, out.parent, stem="search_vs_budget")]
+    return [write_json(result, out), *plot(result, out.parent, stem=out.stem)]
 
 
 def run_from_config(

@@ -277,8 +277,8 @@ def log_compare(
     tracker.log_table("results", RESULT_COLUMNS, result_rows(result, _problems_of(result, config)))
     if out is not None:
         out = Path(out)
-        for key, name in (("plots/accuracy_vs_tokens", "search_vs_budget.png"),
-                          ("plots/accuracy_vs_flops", "search_vs_budget_flops.png")):  # fmt: skip
+        for key, name in (("plots/accuracy_vs_tokens", f"{out.stem}.png"),
+                          ("plots/accuracy_vs_flops", f"{out.stem}_flops.png")):  # fmt: skip
             if (out.parent / name).is_file():  # the plots `agents.compare.write_outputs` wrote
                 tracker.log_image(key, out.parent / name)
         tracker.log_artifact(out, f"compare-{out.parent.name}", "results", by_reference=False)
