@@ -49,11 +49,11 @@ def test_the_processor_gives_a_new_step_its_probability_renormalised_and_a_taken
     policy, temperature = restricted_policy(context_free=False), 0.7
     taken = [" a\n", " ab\n", "b\n"]
     encode = policy.tokenizer.convert_tokens_to_ids
-    probabilities = [[math.exp(x) for x in token_log_probs(policy, text, temperature)] for text in taken]
-    masses = taken_masses([encode(list(text)) for text in taken], probabilities)
+    log_probabilities = [token_log_probs(policy, text, temperature) for text in taken]
+    masses = taken_masses([encode(list(text)) for text in taken], log_probabilities)
     head = policy.tokenizer(PROMPT)["input_ids"]
     processor = ExcludeTaken([masses], len(head), temperature)
-    taken_mass = sum(math.prod(p) for p in probabilities)
+    taken_mass = sum(math.exp(sum(logs)) for logs in log_probabilities)
 
     def processed_log_prob(text: str) -> float:
         total = 0.0

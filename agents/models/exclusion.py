@@ -26,29 +26,45 @@ distribution.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from transformers import LogitsProcessor
 
 Masses = dict[tuple[int, ...], dict[int, float]]
-"""{generated prefix: {next token: share c(prefix, token) of its mass the taken steps hold}}."""
+"""{generated prefix: {next token: log(1 - c(prefix, token)), the log share of its mass left}}."""
 
 
-def taken_masses(sequences: Sequence[Sequence[int]], probabilities: Sequence[Sequence[float]]) -> Masses:
-    """c(g, t) for every prefix g and next token t of the taken `sequences`.
+def taken_masses(sequences: Sequence[Sequence[int]], log_probabilities: Sequence[Sequence[float]]) -> Masses:
+    """log(1 - c(g, t)) for every prefix g and next token t of the taken `sequences`.
 
-    ``probabilities[k][j]`` is p(s_j | s_<j) of token j of sequence k under the
-    sampling distribution (the prompt before it).
+    ``log_probabilities[k][j]`` is log p(s_j | s_<j) of token j of sequence k under
+    the sampling distribution (the prompt before it). Sums of logs and ``expm1``
+    keep the share left exact when the taken steps hold nearly all of a token's
+    mass (a low temperature): 1 - c computed from probabilities rounds to 0 there,
+    and the token would look used up while mass is left.
     """
-    masses: Masses = {}
-    for tokens, probs in zip(sequences, probabilities):
-        suffix = 1.0  # prod_{j > i} p(s_j | s_<j), built from the end
+    suffixes: dict[tuple[int, ...], dict[int, list[float]]] = {}
+    for tokens, logs in zip(sequences, log_probabilities):
+        suffix = 0.0  # sum_{j > i} log p(s_j | s_<j), built from the end
         for i in range(len(tokens) - 1, -1, -1):
-            entry = masses.setdefault(tuple(tokens[:i]), {})
-            entry[tokens[i]] = entry.get(tokens[i], 0.0) + suffix
-            suffix *= probs[i]
-    return masses
+            suffixes.setdefault(tuple(tokens[:i]), {}).setdefault(tokens[i], []).append(suffix)
+            suffix += logs[i]
+    return {
+        prefix: {token: _log_one_minus(_log_sum_exp(logs)) for token, logs in shares.items()}
+        for prefix, shares in suffixes.items()
+    }
+
+
+def _log_sum_exp(logs: list[float]) -> float:
+    top = max(logs)
+    return top + math.log(sum(math.exp(x - top) for x in logs))
+
+
+def _log_one_minus(log_c: float) -> float:
+    """log(1 - exp(log_c)); -inf when c >= 1 (every step through the token is taken)."""
+    return math.log(-math.expm1(log_c)) if log_c < 0 else -math.inf
 
 
 class ExcludeTaken(LogitsProcessor):
@@ -73,9 +89,8 @@ class ExcludeTaken(LogitsProcessor):
             if not shares:
                 continue  # this row has left every taken step (or has none)
             tokens = torch.tensor(list(shares), device=scores.device)
-            left = 1.0 - torch.tensor(list(shares.values()), device=scores.device, dtype=scores.dtype)
             adjusted = scores[row].clone()
-            adjusted[tokens] += torch.log(left.clamp(min=0.0))
+            adjusted[tokens] += torch.tensor(list(shares.values()), device=scores.device, dtype=scores.dtype)
             if torch.isfinite(adjusted).any():  # every step taken: leave the row as it was (the caller filters)
                 scores[row] = adjusted
         return scores

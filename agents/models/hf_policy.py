@@ -216,7 +216,7 @@ class HFPolicy:
                     continue
                 rows.append((p, ids, len(head)))
         sequences: list[list[list[int]]] = [[] for _ in prompts]
-        probabilities: list[list[list[float]]] = [[] for _ in prompts]
+        log_probabilities: list[list[list[float]]] = [[] for _ in prompts]
         pad = self.tokenizer.pad_token_id
         for start in range(0, len(rows), self.config.batch_size):
             chunk = rows[start : start + self.config.batch_size]
@@ -224,15 +224,15 @@ class HFPolicy:
             # Right padding keeps every real token at its unpadded position.
             input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for _, ids, _ in chunk], device=self.model.device)
             mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for _, ids, _ in chunk], device=self.model.device)
-            logits = self.model(input_ids=input_ids, attention_mask=mask).logits.float()
+            logits = self.model(input_ids=input_ids, attention_mask=mask).logits.double()
             log_probs = torch.log_softmax(logits / temperature, dim=-1)
             for row, (p, ids, head) in enumerate(chunk):
                 positions = torch.arange(head - 1, len(ids) - 1, device=log_probs.device)
                 targets = torch.tensor(ids[head:], device=log_probs.device)
                 sequences[p].append(ids[head:])
-                probabilities[p].append(log_probs[row, positions, targets].exp().tolist())
+                log_probabilities[p].append(log_probs[row, positions, targets].tolist())
                 prompt_tokens[p] += len(ids)
-        return [taken_masses(s, q) for s, q in zip(sequences, probabilities)]
+        return [taken_masses(s, q) for s, q in zip(sequences, log_probabilities)]
 
     def _stop_token_ids(self, stops: tuple[str, ...]) -> list[int]:
         """Every vocabulary id whose text contains one of `stops` (memoised per stop tuple)."""
