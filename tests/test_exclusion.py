@@ -89,7 +89,8 @@ def test_sampling_with_taken_steps_never_draws_them_and_renormalises_the_rest():
 def test_greedy_decoding_with_taken_steps_takes_the_likeliest_token_under_the_mass_left():
     policy = restricted_policy(context_free=True)
     with torch.no_grad():  # p("\n") .358, p("a") .293, p(" ") .217, p("b") .132, whatever the text
-        policy.model.lm_head.bias[policy.tokenizer.convert_tokens_to_ids(list(ALPHABET))] = torch.tensor([0.5, 0.8, 0.0, 1.0])
+        alphabet = policy.tokenizer.convert_tokens_to_ids(list(ALPHABET))
+        policy.model.lm_head.bias[alphabet] = torch.tensor([0.5, 0.8, 0.0, 1.0])
     greedy = SamplingConfig(temperature=0.0, max_new_tokens=6)
     taken: list[str] = []
     for _ in range(4):

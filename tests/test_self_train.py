@@ -33,7 +33,7 @@ from agents.training.self_train import (
     stage_seed,
 )
 from agents.training.weighted_nll import step_rows
-from reasoning_gym import Problem, ReasoningState, make_source, render_state
+from reasoning_gym import Problem, ReasoningState, get_task, make_source, render_state
 
 SMALL = TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=512, tokenizer="char")
 EASY = {"min_ops": 1, "max_ops": 1, "max_value": 5, "max_result": 10, "operations": ["+"]}
@@ -278,12 +278,17 @@ def test_preference_pairs_take_best_against_worst_and_skip_ties():
     assert preference_pairs(samples, [0.5, 0.5, 0.5]).pairs == []
 
 
-def test_step_rows_split_the_last_step_off_and_drop_zero_weights():
+def test_step_rows_train_what_the_policy_wrote_and_drop_zero_weights():
     text = render_state("What is 1 + 1?", ["1 + 1 = 2", "The answer is 2"])
-    rows = step_rows([{"text": text, "score": 0.5}, {"text": text, "score": 0.0}])
-    assert rows == [{"prompt": render_state("What is 1 + 1?", ["1 + 1 = 2"]),
-                     "completion": "Step 2: The answer is 2\n", "weight": 0.5}]  # fmt: skip
-    assert len(step_rows([{"text": text, "score": 0.0}], keep_zero_weight=True)) == 1
+    tasks = {"w": get_task("answer"), "c": get_task("countdown")}
+    rows = step_rows([{"text": text, "score": score, "problem_id": "w"} for score in (0.5, 0.0)], tasks)
+    assert rows == [{"prompt": render_state("What is 1 + 1?", ["1 + 1 = 2"]) + "Step 2:",
+                     "completion": " The answer is 2\n", "weight": 0.5}]  # fmt: skip
+    assert len(step_rows([{"text": text, "score": 0.0, "problem_id": "w"}], tasks, keep_zero_weight=True)) == 1
+    # Countdown: the move up to "=", not the "Step 2:" label nor what the engine wrote after it.
+    board = render_state("Use 5 8 9 ...", ["9 * 5 = 45 (left: 8 45)", "8 + 5 (illegal: 8 and 5 are not both left)"])
+    (row,) = step_rows([{"text": board, "score": -0.5, "problem_id": "c"}], tasks)
+    assert row["prompt"].endswith("Step 1: 9 * 5 = 45 (left: 8 45)\nStep 2:") and row["completion"] == " 8 + 5 ="
 
 
 def test_training_steps_are_capped_by_epochs_over_the_rows(reference_run):

@@ -222,8 +222,9 @@ class HFPolicy:
             chunk = rows[start : start + self.config.batch_size]
             width = max(len(ids) for _, ids, _ in chunk)
             # Right padding keeps every real token at its unpadded position.
-            input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for _, ids, _ in chunk], device=self.model.device)
-            mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for _, ids, _ in chunk], device=self.model.device)
+            device = self.model.device
+            input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for _, ids, _ in chunk], device=device)
+            mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for _, ids, _ in chunk], device=device)
             logits = self.model(input_ids=input_ids, attention_mask=mask).logits.double()
             log_probs = torch.log_softmax(logits / temperature, dim=-1)
             for row, (p, ids, head) in enumerate(chunk):

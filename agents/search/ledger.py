@@ -72,7 +72,8 @@ class Ledger:
 
         def call(kept: list[int], n: int, sampling: SamplingConfig) -> Generation:
             states = [requests[k][1] for k in kept]
-            return policy.propose_steps(states, n, sampling, exclude=None if exclude is None else [exclude[k] for k in kept])
+            taken = None if exclude is None else [exclude[k] for k in kept]
+            return policy.propose_steps(states, n, sampling, exclude=taken)
 
         return self._generate(call, requests, n, sampling)
 

@@ -7,7 +7,9 @@ Node values are the PRM's raw scores V(s) in [0, 1]. One iteration:
    values, a bonus for unvisited children) to a leaf;
 2. expand: propose `branch` distinct next steps for the leaf (duplicates of
    siblings or of steps already written are asked again, up to `max_retries`
-   times) and score each child with the PRM;
+   times; with `without_replacement`, the default here, one step per ask with
+   the steps already taken out of the policy's distribution) and score each
+   child with the PRM;
 3. evaluate: take the best new child by the selection rule, count a visit, roll
    forward greedily up to `roll_forward_steps` steps (each the PRM-best of
    `roll_branch` proposals) and mix the best value seen into the child,
@@ -31,7 +33,9 @@ later with fresh samples, so a peaked policy whose first draws repeat the steps
 already tried does not end the search with budget left. With
 `widen_exponent` > 0, nodes also widen progressively with their visits (up to
 ``branch * floor(N ** widen_exponent)`` children), so a node whose first
-proposals were all poor gets new ones. The reference expands a node once
+proposals were all poor gets new ones. With `widen_by_value`, a node also widens
+when a fresh proposal (valued at the mean PRM score of its children) would win
+the selection among its open children. The reference expands a node once
 (``widen: false``). The search of a problem stops
 after `iterations`, when no expandable node is left, when its next call might
 exceed the budget, or (unless `data_mode`) as soon as a node that states an
@@ -201,7 +205,8 @@ def widening(branch: int, exponent: float, by_value: tuple[float, float] | None 
             return False
         exploration, bonus = by_value
         expansions = math.ceil(len(children) / branch)
-        new = uct_score(sum(tree.prm[c] or 0.0 for c in children) / len(children), expansions, tree.visits[node], exploration, bonus)
+        fresh = sum(tree.prm[c] or 0.0 for c in children) / len(children)  # what a proposal here has been worth
+        new = uct_score(fresh, expansions, tree.visits[node], exploration, bonus)
         return all(
             new > uct_score(tree.value[c], tree.visits[c], tree.visits[node], exploration, bonus)
             for c in children

@@ -677,7 +677,8 @@ class SelfTrainer:
 
             from agents.training.weighted_nll import step_rows
 
-            steps = step_rows(self.relative_rows(data_iterations), config.weighted_nll.keep_zero_weight)
+            tasks = {problem.id: get_task(problem.task) for problem in self.train_problems()}
+            steps = step_rows(self.relative_rows(data_iterations), tasks, config.weighted_nll.keep_zero_weight)
             dataset = Dataset.from_list(steps)
         if len(dataset) == 0:
             return {"trained": False, "rows": 0}

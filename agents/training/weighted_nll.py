@@ -25,7 +25,7 @@ the PRM is not trained.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 from agents.training.trainer_args import common_training_args, run_trainer, schedule_args
+from reasoning_gym.tasks import Task
 
 IGNORE = -100
 
@@ -64,18 +65,28 @@ class WeightedNLLSettings:
     logging_steps: int = 50
 
 
-def step_rows(relative_rows: Sequence[dict[str, Any]], keep_zero_weight: bool = False) -> list[dict[str, Any]]:
-    """Relative-correctness rows ``{"text", "score", ...}`` -> ``{"prompt", "completion", "weight"}``.
+def step_rows(
+    relative_rows: Sequence[dict[str, Any]], tasks: Mapping[str, Task], keep_zero_weight: bool = False
+) -> list[dict[str, Any]]:
+    """Relative-correctness rows ``{"text", "score", "problem_id", ...}`` -> ``{"prompt", "completion", "weight"}``.
 
     ``text`` is the rendered state after the step; its last line is the step
-    (``"Step k: ...\\n"``), everything before it the prompt.
+    (``"Step k: ...\\n"``). The prompt is everything before the step plus its
+    ``"Step k:"`` label; the completion is what the policy wrote for the step
+    (`Task.written_step` of the row's task, ``tasks[problem_id]``): a Countdown
+    move up to its ``"="``, without the result and the board the engine wrote.
+    Weighting the label or the engine's text would train tokens the policy does
+    not choose: with mostly negative weights (illegal and losing moves) that
+    pushed down ``"Step 2:"`` itself and collapsed the policy.
     """
     rows = []
     for row in relative_rows:
         if not keep_zero_weight and row["score"] == 0:
             continue
-        head, _, step = row["text"].rstrip("\n").rpartition("\n")
-        rows.append({"prompt": head + "\n", "completion": step + "\n", "weight": float(row["score"])})
+        head, _, line = row["text"].rstrip("\n").rpartition("\n")
+        label, _, step = line.partition(":")
+        completion = tasks[row["problem_id"]].written_step(step.strip())
+        rows.append({"prompt": f"{head}\n{label}:", "completion": completion, "weight": float(row["score"])})
     return rows
 
 
