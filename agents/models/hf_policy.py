@@ -14,8 +14,8 @@ from agents.models.loading import load_causal_lm
 from agents.models.prompts import DEFAULT_SYSTEM_PROMPT, render_prompt
 from agents.models.stepwise import cut_step, group_by_stops, merge, sample_solutions_by_task
 from reasoning_gym import ReasoningState
-from reasoning_gym.tasks import task_of
 from reasoning_gym.steps import normalize_step
+from reasoning_gym.tasks import task_of
 
 
 @dataclass(frozen=True)
