@@ -7,7 +7,8 @@ The comparison runner behind ``rest-mcts compare`` and ``benchmarks/search_vs_bu
    CoT is deterministic and cannot use more budget, so it appears once, at 1x.
 2. Every other agent runs at every budget ``Budget(completion_tokens=round(m x CoT
    cost))`` for the multipliers m, and at every seed (its sampling seed), on the
-   same problems in lockstep batches of `CompareConfig.batch_size`. With
+   same problems, `CompareConfig.batch_size` of them in play at once (refill
+   scheduling, `agents.search.scheduler`). With
    `CompareConfig.ray` these runs go to Ray workers (`agents.integrations.ray_runner`),
    with the same results.
 3. Answers are graded with `reasoning_gym.grade`; each (agent, budget, seed) run
@@ -181,7 +182,8 @@ class CompareConfig:
             dataclass, see `agents.search.make_agent`). CoT always runs (it sets the
             budget unit); its entry only sets its options.
         models: the policy and PRM.
-        batch_size: problems per lockstep batch (one batched model call per round).
+        batch_size: problems searched at once (one batched model call per round; a
+            finished problem's slot goes to the next, `agents.search.scheduler`).
         limits: episode limits of every search.
         budget_binding: make the budget the binding limit (raise SC/BoN
             `max_samples` and MCTS* `iterations`, scale the beam width; see the
@@ -431,22 +433,21 @@ def _run(
     answers: list[str | None] = []
     traces: list[str] = []
     reasons: Counter[str] = Counter()
-    clear_cache = getattr(models[1], "clear_cache", None)
-    if clear_cache is not None:
-        clear_cache()  # a run never gets PRM scores for free from an earlier run
+    for model in models:
+        clear_cache = getattr(model, "clear_cache", None)
+        if clear_cache is not None:
+            clear_cache()  # a run never reads prompts or gets PRM scores for free from an earlier run
     started = time.perf_counter()
-    for start in range(0, len(problems), config.batch_size):
-        chunk = problems[start : start + config.batch_size]
-        for result in agent.solve(chunk, budget, config.limits):
-            correct.append(int(grade(result.trace)))
-            usages.append(result.usage)
-            candidates.append(len(result.traces))
-            steps.append(len(result.trace.steps))
-            answers.append(result.answer)
-            traces.append("\n".join(format_step(k, step) for k, step in enumerate(result.trace.steps, start=1)))
-            reasons[result.stop_reason] += 1
-        if bar is not None:
-            bar.update(len(chunk))
+    # Refill scheduling: `batch_size` problems in play, each finished one replaced from the queue.
+    on_done = None if bar is None else (lambda _: bar.update(1))
+    for result in agent.solve(problems, budget, config.limits, active=config.batch_size, on_done=on_done):
+        correct.append(int(grade(result.trace)))
+        usages.append(result.usage)
+        candidates.append(len(result.traces))
+        steps.append(len(result.trace.steps))
+        answers.append(result.answer)
+        traces.append("\n".join(format_step(k, step) for k, step in enumerate(result.trace.steps, start=1)))
+        reasons[result.stop_reason] += 1
     wall = time.perf_counter() - started
     n = len(problems)
 

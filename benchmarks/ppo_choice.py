@@ -163,8 +163,9 @@ def evaluate(env: CandidateChoiceEnv, choose: Chooser, seed: int, greedy_agreeme
     Problem i is reset with seed ``1_000_003 * (seed + 1) + i`` (never a training
     seed), the same for every chooser of this seed.
     """
-    if hasattr(env.value, "clear_cache"):
-        env.value.clear_cache()  # a warm PRM cache would make later choosers' PRM tokens look free
+    for model in (env.policy, env.value):
+        if hasattr(model, "clear_cache"):
+            model.clear_cache()  # warm caches would make later choosers' tokens look free
     rows, agree, turns = [], 0, 0
     for index in range(len(env.text_env.problems)):
         observation, info = env.reset(seed=1_000_003 * (seed + 1) + index, options={"index": index})

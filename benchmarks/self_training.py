@@ -81,13 +81,12 @@ def heldout_steps(trainer: SelfTrainer, path: Path) -> list[dict[str, Any]]:
     agent = MCTSStar(policy, value, mcts_config(settings.mcts, seed=trainer.config.seed, data_mode=True))
     problems = trainer.eval_problems()
     rows = []
-    for start in range(0, len(problems), settings.batch_size):
-        for result in agent.solve(problems[start : start + settings.batch_size], settings.budget, settings.limits):
-            tree = result.tree
-            rows += [
-                {"text": tree.state[n].value_text, "parent": tree.state[tree.parent[n]].text, "correct": ok}
-                for n, ok in node_labels(tree).items()
-            ]
+    for result in agent.solve(problems, settings.budget, settings.limits, active=settings.batch_size):
+        tree = result.tree
+        rows += [
+            {"text": tree.state[n].value_text, "parent": tree.state[tree.parent[n]].text, "correct": ok}
+            for n, ok in node_labels(tree).items()
+        ]
     write_json_atomically(path, rows)  # a killed run never leaves a half-written file that loads
     return rows
 

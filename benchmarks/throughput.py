@@ -297,9 +297,10 @@ def run_search(
     The states sent to the policy are appended to `states_out` when given."""
     timer = CallTimer(record_states=states_out is not None)
     policy, value = TimedPolicy(models.policy, timer), TimedValue(models.value, timer)
-    clear_cache = getattr(models.value, "clear_cache", None)
-    if clear_cache is not None:
-        clear_cache()  # no run scores states for free because an earlier one saw them
+    for model in (models.policy, models.value):
+        clear_cache = getattr(model, "clear_cache", None)
+        if clear_cache is not None:
+            clear_cache()  # no run reads prompts or scores states for free because an earlier one saw them
     agent = make_agent("mcts_star", policy, value, options)
     results = []
     capacity = 0  # states the policy calls could have held: calls x trees in the batch

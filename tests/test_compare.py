@@ -174,6 +174,9 @@ class _Crashing:
     def sample_solutions(self, *args):
         return self._call("sample_solutions", *args)
 
+    def clear_cache(self) -> None:
+        self.policy.clear_cache()  # each run starts with no prompt cached, as with the bare policy
+
 
 def _comparable(result):
     return [{k: v for k, v in run.items() if not k.startswith("wall")} for run in result["runs"]]

@@ -76,14 +76,20 @@ def test_sampling_with_taken_steps_never_draws_them_and_renormalises_the_rest():
     state = ReasoningState(Problem("p", "ab?", "ab"))
     prompt = policy.prompt(state, next_step=True)
     sampling = SamplingConfig(temperature=1.0, max_new_tokens=3, seed=0)
-    texts, prompt_tokens, _, _ = policy._generate([prompt], 400, sampling, ("\n",))
-    excluded, used, _, _ = policy._generate([prompt], 400, sampling, ("\n",), taken=[["\n", " \n"]])
+    policy.clear_cache()
+    plain = policy._generate([prompt], 400, sampling, ("\n",))
+    excluding = policy._generate([prompt], 400, sampling, ("\n",), taken=[["\n", " \n"]])
+    texts, excluded = plain.texts, excluding.texts
     assert {"\n", " \n"} <= set(texts[0]) and not {"\n", " \n"} & set(excluded[0])
     unfinished = [sum(not text.endswith("\n") for text in row) / 400 for row in (texts[0], excluded[0])]
     # No stop within 3 tokens: 27/64 of the mass, 27/64 / (1 - 5/16) once the taken 5/16 is out.
     assert abs(unfinished[0] - 27 / 64) < 0.08 and abs(unfinished[1] - 27 / 44) < 0.08
+    length = len(policy.tokenizer(prompt)["input_ids"])
+    assert plain.prompt_tokens == [length] and plain.reused_prompt_tokens == [399 * length]  # read once
     read = len(policy.tokenizer(prompt + "\n")["input_ids"]) + len(policy.tokenizer(prompt + " \n")["input_ids"])
-    assert used[0] == prompt_tokens[0] + read  # weighing the taken steps out reads them once
+    # Weighing the taken steps out reads them once; the prompt comes from the prefix cache.
+    assert excluding.prompt_tokens[0] + excluding.reused_prompt_tokens[0] == read + 400 * length
+    assert excluding.prompt_tokens[0] < read
 
 
 def test_greedy_decoding_with_taken_steps_takes_the_likeliest_token_under_the_mass_left():
@@ -94,7 +100,7 @@ def test_greedy_decoding_with_taken_steps_takes_the_likeliest_token_under_the_ma
     greedy = SamplingConfig(temperature=0.0, max_new_tokens=6)
     taken: list[str] = []
     for _ in range(4):
-        taken.append(policy._generate([PROMPT], 1, greedy, ("\n",), taken=[list(taken)])[0][0][0])
+        taken.append(policy._generate([PROMPT], 1, greedy, ("\n",), taken=[list(taken)]).texts[0][0])
     # "\n" first; then "a" (.293); then " " (.217) beats "a" (.293 * (1 - .358) = .188); then
     # "a" (.188) beats " " (.217 * .642) and "b" (.132), and under "a" the next best after "\n" is "a".
     assert taken == ["\n", "a\n", " \n", "aa\n"]

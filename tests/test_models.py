@@ -75,11 +75,13 @@ def test_protocols_are_satisfied(policy, value_model):
 
 def test_propose_steps_shape_token_accounting_and_single_line(policy, tokenizer):
     batch = states()
+    policy.clear_cache()
     generation = policy.propose_steps(batch, 3, SamplingConfig(seed=0, max_new_tokens=12))
     assert [len(row) for row in generation.texts] == [3, 3, 3]
     assert all("\n" not in text for row in generation.texts for text in row)
     prompt_lengths = [len(tokenizer(policy.prompt(s, next_step=True))["input_ids"]) for s in batch]
-    assert generation.prompt_tokens == [3 * n for n in prompt_lengths]  # counted once per sample
+    assert generation.prompt_tokens == prompt_lengths  # a prompt is computed once for its 3 samples
+    assert generation.reused_prompt_tokens == [2 * n for n in prompt_lengths]
     assert all(0 < c <= 3 * 12 for c in generation.completion_tokens)
     assert generation.calls == 1
 

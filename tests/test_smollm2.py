@@ -69,12 +69,14 @@ def test_smollm2_gguf_proposes_single_line_steps_with_token_accounting(smollm2, 
     assert prompt.startswith("<|im_start|>system") and prompt.endswith("<|im_start|>assistant\nStep 1:")
     prompt_length = len(policy.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
+    policy.clear_cache()
     generation = policy.propose_steps([state], 2, SamplingConfig(temperature=0.7, seed=0, max_new_tokens=24))
     assert generation.calls == 1 and len(generation.texts) == 1 and len(generation.texts[0]) == 2
     for step in generation.texts[0]:
         assert step.strip() and "\n" not in step
         apply_step(state, step, EpisodeLimits())  # a valid action of the environment
-    assert generation.prompt_tokens == [2 * prompt_length]  # the prompt, once per sample
+    assert generation.prompt_tokens == [prompt_length]  # the prompt, read once for both samples
+    assert generation.reused_prompt_tokens == [prompt_length]
     assert 2 <= generation.completion_tokens[0] <= 2 * 24
 
     # Greedy next step from a state with one step: computed once, repeated n times.

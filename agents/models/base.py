@@ -9,7 +9,7 @@ search-specific.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from reasoning_gym import ReasoningState
@@ -59,17 +59,22 @@ class Generation:
     Attributes:
         texts: ``texts[i][j]`` is sample j for state i (a step without its
             ``"Step k:"`` label, or a whole continuation for `sample_solutions`).
-        prompt_tokens: ``prompt_tokens[i]``: prompt tokens processed for state i,
-            counted once per sample computed.
+        prompt_tokens: ``prompt_tokens[i]``: prompt tokens computed for state i
+            (a prompt shared by several samples or served from a prefix cache is
+            computed once).
         completion_tokens: ``completion_tokens[i]``: tokens generated for state i,
             each sample up to and including its stop token.
         calls: model calls made (one batched call counts once).
+        reused_prompt_tokens: ``reused_prompt_tokens[i]``: prompt tokens state i's
+            samples read without computing them (shared or cached); empty when
+            the policy reuses nothing.
     """
 
     texts: list[list[str]]
     prompt_tokens: list[int]
     completion_tokens: list[int]
     calls: int = 1
+    reused_prompt_tokens: list[int] = field(default_factory=list)
 
     @property
     def total_prompt_tokens(self) -> int:
@@ -86,13 +91,16 @@ class Scores:
 
     Attributes:
         values: one float in [0, 1] per state, in input order.
-        tokens: ``tokens[i]``: tokens the PRM processed for state i (0 on a cache hit).
+        tokens: ``tokens[i]``: tokens the PRM computed for state i (0 on a cache hit).
         calls: model calls made (0 when every state was cached).
+        reused_tokens: ``reused_tokens[i]``: tokens of state i's input served from a
+            prefix cache instead of computed; empty when the PRM reuses nothing.
     """
 
     values: list[float]
     tokens: list[int]
     calls: int = 1
+    reused_tokens: list[int] = field(default_factory=list)
 
     @property
     def total_tokens(self) -> int:

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
-from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from agents.models.base import Generation, SamplingConfig
+from agents.models.decoding import decode, expand
 from agents.models.exclusion import ExcludeTaken, Masses, taken_masses
 from agents.models.loading import load_causal_lm
+from agents.models.prefix_cache import PrefixCache, read, shared_prefix_lengths
 from agents.models.prompts import DEFAULT_SYSTEM_PROMPT, render_prompt
 from agents.models.stepwise import cut_step, group_by_stops, merge, sample_solutions_by_task
 from reasoning_gym import ReasoningState
@@ -23,25 +31,28 @@ class HFPolicyConfig:
     """Options of `HFPolicy`.
 
     Attributes:
-        batch_size: most sequences (states x samples) per `generate` call.
+        batch_size: most sequences (states x samples) decoded together.
         prompt_format: "plain" renders ``"Problem: ...\\nSolution:\\nStep 1: ..."``
             (the bundled models' format); "chat" puts the question in a user
             message of the tokenizer's chat template and the steps in the
             assistant turn; "auto" picks "chat" when the tokenizer has a template.
         system_prompt: the system message in "chat" format.
-        cache_implementation: passed to `generate` ("static" or None for dynamic).
+        prefix_cache_tokens: most tokens of prefixes kept to be reused (their keys
+            and values, `agents.models.prefix_cache`); 0 reads every prompt whole.
     """
 
     batch_size: int = 64
     prompt_format: str = "auto"
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    cache_implementation: str | None = None
+    prefix_cache_tokens: int = 65_536
 
     def __post_init__(self) -> None:
         if self.prompt_format not in ("plain", "chat", "auto"):
             raise ValueError(f"HFPolicyConfig.prompt_format must be plain, chat or auto, got {self.prompt_format!r}")
         if self.batch_size < 1:
             raise ValueError(f"HFPolicyConfig.batch_size must be >= 1, got {self.batch_size}")
+        if self.prefix_cache_tokens < 0:
+            raise ValueError(f"HFPolicyConfig.prefix_cache_tokens must be >= 0, got {self.prefix_cache_tokens}")
 
 
 class HFPolicy:
@@ -69,6 +80,8 @@ class HFPolicy:
         self._vocabulary = [tokenizer.decode([i]) for i in range(len(tokenizer))]
         self._stop_ids: dict[tuple[str, ...], list[int]] = {}
         self.num_parameters = sum(p.numel() for p in model.parameters())
+        tokens = self.config.prefix_cache_tokens
+        self.prefix_cache = PrefixCache(tokens) if tokens else None
 
     @classmethod
     def from_pretrained(
@@ -77,6 +90,12 @@ class HFPolicy:
         """Load from a Hub id, a local folder or a ``.gguf`` file (see `load_causal_lm`)."""
         model, tokenizer = load_causal_lm(name_or_path, device=device, dtype=dtype)
         return cls(model, tokenizer, HFPolicyConfig(**config))
+
+    def clear_cache(self) -> None:
+        """Forget the cached prefixes (call after the weights change; a run that should not
+        read another run's prompts for free starts with it)."""
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
 
     # --- prompts -------------------------------------------------------------
 
@@ -99,9 +118,9 @@ class HFPolicy:
             taken = None
             if exclude is not None:
                 taken = [[task_of(states[i].problem).written_step(step) for step in exclude[i]] for i in indices]
-            texts, prompt_tokens, completion_tokens, calls = self._generate(prompts, n, sampling, stops, taken)
-            steps = [[normalize_step(cut_step(text, stops)) for text in row] for row in texts]
-            parts.append((indices, Generation(steps, prompt_tokens, completion_tokens, calls)))
+            generation = self._generate(prompts, n, sampling, stops, taken)
+            steps = [[normalize_step(cut_step(text, stops)) for text in row] for row in generation.texts]
+            parts.append((indices, replace(generation, texts=steps)))
         return merge(parts, len(states))
 
     def sample_solutions(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
@@ -109,9 +128,12 @@ class HFPolicy:
 
     def _sample_whole(self, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
         prompts = [self.prompt(state, next_step=False) for state in states]
-        return Generation(*self._generate(prompts, n, sampling, ()))
+        return self._generate(prompts, n, sampling, ())
 
     # --- generation ------------------------------------------------------------
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
 
     @torch.inference_mode()
     def _generate(
@@ -121,118 +143,114 @@ class HFPolicy:
         sampling: SamplingConfig,
         stops: tuple[str, ...],
         taken: list[list[str]] | None = None,
-    ) -> tuple[list[list[str]], list[int], list[int], int]:
+    ) -> Generation:
         """Sample `n` continuations per prompt, each ending at a token containing one of
-        `stops` or the EOS: texts (len(prompts) x n), per-prompt costs, calls.
+        `stops` or the EOS (texts: len(prompts) x n).
 
-        Greedy decoding computes each prompt once and repeats the text n times,
-        so greedy costs are counted once. ``taken[i]``: continuations of prompt i
-        (written out, stop included) not to sample; reading them to weigh them
-        out costs their prompt tokens once more.
+        Each prompt is read once for all its samples, reusing the prefix cache
+        (`agents.models.prefix_cache`); its computed tokens are counted once and the
+        rest of what its samples read as reused. Greedy decoding computes each
+        prompt once and repeats the text n times. ``taken[i]``: continuations of
+        prompt i (written out, stop included) not to sample; reading them to weigh
+        them out costs their tokens.
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         copies = 1 if sampling.greedy else n
-        rows = [prompt for prompt in prompts for _ in range(copies)]
         stop_ids = [self.tokenizer.eos_token_id, *self._stop_token_ids(stops)]
-        extra: dict = {}
-        if self.config.cache_implementation:
-            extra["cache_implementation"] = self.config.cache_implementation
-        prompt_tokens = [0] * len(prompts)
+        prompt_ids = [self._encode(prompt) for prompt in prompts]
+        prompt_tokens, reused = [0] * len(prompts), [0] * len(prompts)
         temperature = 1.0 if sampling.greedy else sampling.temperature
+        warpers = LogitsProcessorList()
         masses: list[Masses] | None = None
         if taken and any(taken):
-            masses = self._taken_masses(prompts, taken, temperature, stop_ids, sampling.max_new_tokens, prompt_tokens)
-            temperature_arg = 1.0  # ExcludeTaken applies the temperature itself
-        else:
-            temperature_arg = temperature
-        sampling_args = (
-            {"do_sample": False}
-            if sampling.greedy
-            else {"do_sample": True, "temperature": temperature_arg, "top_p": sampling.top_p, "top_k": 0}
-        )
-        outputs: list[str] = []
+            masses = self._taken_masses(prompts, prompt_ids, taken, temperature, stop_ids, sampling.max_new_tokens,
+                                        prompt_tokens, reused)  # fmt: skip
+        elif not sampling.greedy:
+            warpers.append(TemperatureLogitsWarper(temperature))
+        if not sampling.greedy and sampling.top_p < 1.0:
+            warpers.append(TopPLogitsWarper(sampling.top_p))
+        outputs: list[list[str]] = [[] for _ in prompts]
         completion_tokens = [0] * len(prompts)
         calls = 0
-        device = self.model.device
-        for start in range(0, len(rows), self.config.batch_size):
-            chunk = rows[start : start + self.config.batch_size]
-            batch = self.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=not self.chat).to(device)
-            processors = []
-            if masses is not None:
-                rows_masses = [masses[(start + offset) // copies] for offset in range(len(chunk))]
-                processors.append(ExcludeTaken(rows_masses, batch["input_ids"].shape[1], temperature))
-            generated = self.model.generate(
-                **batch,
-                max_new_tokens=sampling.max_new_tokens,
-                eos_token_id=stop_ids,
-                pad_token_id=self.tokenizer.pad_token_id,
-                logits_processor=LogitsProcessorList(processors),
-                **sampling_args,
-                **extra,
-            )[:, batch["input_ids"].shape[1] :]
-            calls += 1
-            for offset, (row, mask) in enumerate(zip(generated.tolist(), batch["attention_mask"].sum(dim=1).tolist())):
-                owner = (start + offset) // copies
-                length = _completion_length(row, set(stop_ids), self.tokenizer.pad_token_id)
-                prompt_tokens[owner] += mask
-                completion_tokens[owner] += length
-                outputs.append(self.tokenizer.decode(row[:length], skip_special_tokens=True))
-        texts = [[outputs[i * copies + (j if copies > 1 else 0)] for j in range(n)] for i in range(len(prompts))]
-        return texts, prompt_tokens, completion_tokens, calls
+        per_call = max(1, self.config.batch_size // copies)  # prompts per call, each with all its samples
+        pad = self.tokenizer.pad_token_id
+        for first in range(0, len(prompts), per_call):
+            chunk = list(range(first, min(first + per_call, len(prompts))))
+            rows = [prompt_ids[i] for i in chunk]
+            start = read(self.model, rows, self.prefix_cache, store_at=shared_prefix_lengths(rows), pad_id=pad)
+            for i, computed, hit in zip(chunk, start.computed, start.reused):
+                prompt_tokens[i] += computed
+                reused[i] += copies * (computed + hit) - computed
+            # A prompt with more samples than a call holds is read once and decoded in groups.
+            for done in range(0, copies, self.config.batch_size):
+                group = min(copies - done, self.config.batch_size)
+                processors = LogitsProcessorList(warpers)
+                if masses is not None:
+                    processors.insert(0, ExcludeTaken([masses[i] for i in chunk for _ in range(group)], 0, temperature))
+                generated = decode(self.model, expand(start, group), processors, greedy=sampling.greedy,
+                                   stop_ids=stop_ids, max_new_tokens=sampling.max_new_tokens, pad_id=pad)  # fmt: skip
+                calls += 1
+                for row, tokens in enumerate(generated):
+                    owner = chunk[row // group]
+                    completion_tokens[owner] += len(tokens)
+                    outputs[owner].append(self.tokenizer.decode(tokens, skip_special_tokens=True))
+        texts = [[row[j if copies > 1 else 0] for j in range(n)] for row in outputs]
+        return Generation(texts, prompt_tokens, completion_tokens, calls, reused)
 
     @torch.inference_mode()
     def _taken_masses(
         self,
         prompts: list[str],
+        prompt_ids: list[list[int]],
         taken: list[list[str]],
         temperature: float,
         stop_ids: list[int],
         max_new_tokens: int,
         prompt_tokens: list[int],
+        reused: list[int],
     ) -> list[Masses]:
         """`taken_masses` per prompt, from one teacher-forced pass over each prompt + taken text.
 
         A taken text whose tokens this policy could not generate (no stop at its
         end, a stop before it, longer than `max_new_tokens`, or a prompt that
         tokenizes differently in front of it) is left out: the caller's duplicate
-        filter still catches it. Adds the tokens read to `prompt_tokens`.
+        filter still catches it. Adds the tokens read to `prompt_tokens` and
+        `reused` (the prompt comes from the prefix cache after its first read).
         """
         stop_set = set(stop_ids)
-        special = not self.chat
         rows: list[tuple[int, list[int], int]] = []  # (prompt, prompt + continuation ids, prompt length)
         for p, texts in enumerate(taken):
-            if not texts:
-                continue
-            head = self.tokenizer(prompts[p], add_special_tokens=special)["input_ids"]
+            head = prompt_ids[p]
             for text in texts:
-                ids = self.tokenizer(prompts[p] + text, add_special_tokens=special)["input_ids"]
+                ids = self._encode(prompts[p] + text)
                 tail = ids[len(head) :]
                 if ids[: len(head)] != head or not 0 < len(tail) <= max_new_tokens:
                     continue
                 if tail[-1] not in stop_set or any(token in stop_set for token in tail[:-1]):
                     continue
                 rows.append((p, ids, len(head)))
-        sequences: list[list[list[int]]] = [[] for _ in prompts]
-        log_probabilities: list[list[list[float]]] = [[] for _ in prompts]
+        sequences: list[list[list[int]]] = [[] for _ in prompt_ids]
+        log_probabilities: list[list[list[float]]] = [[] for _ in prompt_ids]
         pad = self.tokenizer.pad_token_id
-        for start in range(0, len(rows), self.config.batch_size):
-            chunk = rows[start : start + self.config.batch_size]
-            width = max(len(ids) for _, ids, _ in chunk)
-            # Right padding keeps every real token at its unpadded position.
-            device = self.model.device
-            input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for _, ids, _ in chunk], device=device)
-            mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for _, ids, _ in chunk], device=device)
-            logits = self.model(input_ids=input_ids, attention_mask=mask).logits.double()
-            log_probs = torch.log_softmax(logits / temperature, dim=-1)
+        for first in range(0, len(rows), self.config.batch_size):
+            chunk = rows[first : first + self.config.batch_size]
+            ids_rows = [ids for _, ids, _ in chunk]
+            keep = max(len(ids) - head for _, ids, head in chunk) + 1
+            # The outputs at the prompt's last token and every taken token but the stop are needed.
+            result = read(self.model, ids_rows, self.prefix_cache, reuse_up_to=[head - 1 for _, _, head in chunk],
+                          keep=keep, store_at=[{head} for _, _, head in chunk], pad_id=pad)  # fmt: skip
+            log_probs = torch.log_softmax(result.outputs.double() / temperature, dim=-1)
             for row, (p, ids, head) in enumerate(chunk):
-                positions = torch.arange(head - 1, len(ids) - 1, device=log_probs.device)
+                tail = len(ids) - head  # outputs at columns keep - tail - 1 .. keep - 2 predict the tail
+                positions = torch.arange(keep - tail - 1, keep - 1, device=log_probs.device)
                 targets = torch.tensor(ids[head:], device=log_probs.device)
                 sequences[p].append(ids[head:])
                 log_probabilities[p].append(log_probs[row, positions, targets].tolist())
-                prompt_tokens[p] += len(ids)
+                prompt_tokens[p] += result.computed[row]
+                reused[p] += result.reused[row]
         return [taken_masses(s, q) for s, q in zip(sequences, log_probabilities)]
 
     def _stop_token_ids(self, stops: tuple[str, ...]) -> list[int]:
@@ -240,13 +258,3 @@ class HFPolicy:
         if stops not in self._stop_ids:
             self._stop_ids[stops] = [i for i, text in enumerate(self._vocabulary) if any(s in text for s in stops)]
         return self._stop_ids[stops]
-
-
-def _completion_length(row: list[int], stop_ids: set[int], pad_id: int | None) -> int:
-    """Tokens generated in `row`, up to and including the first stop token."""
-    for index, token in enumerate(row):
-        if token in stop_ids:
-            return index + 1
-        if token == pad_id:
-            return index
-    return len(row)

@@ -46,14 +46,16 @@ def merge(parts: Sequence[tuple[list[int], Generation]], size: int) -> Generatio
     if len(parts) == 1 and parts[0][0] == list(range(size)):
         return parts[0][1]  # one group in order: nothing to rearrange
     texts: list[list[str]] = [[] for _ in range(size)]
-    prompt_tokens, completion_tokens, calls = [0] * size, [0] * size, 0
+    prompt_tokens, completion_tokens, reused, calls = [0] * size, [0] * size, [0] * size, 0
     for indices, generation in parts:
         for row, index in enumerate(indices):
             texts[index] = generation.texts[row]
             prompt_tokens[index] = generation.prompt_tokens[row]
             completion_tokens[index] = generation.completion_tokens[row]
+            if generation.reused_prompt_tokens:
+                reused[index] = generation.reused_prompt_tokens[row]
         calls += generation.calls
-    return Generation(texts, prompt_tokens, completion_tokens, calls)
+    return Generation(texts, prompt_tokens, completion_tokens, calls, reused if any(reused) else [])
 
 
 def sample_stepwise(policy: Policy, states: Sequence[ReasoningState], n: int, sampling: SamplingConfig) -> Generation:
@@ -72,7 +74,7 @@ def sample_stepwise(policy: Policy, states: Sequence[ReasoningState], n: int, sa
     current = list(rows)
     written = [""] * len(rows)
     spent = [0] * len(rows)
-    prompt_tokens, completion_tokens = [0] * len(states), [0] * len(states)
+    prompt_tokens, completion_tokens, reused = [0] * len(states), [0] * len(states), [0] * len(states)
     live = [i for i, state in enumerate(rows) if not is_terminal(state)]
     calls = 0
     for depth in range(sampling.max_new_tokens):
@@ -87,6 +89,8 @@ def sample_stepwise(policy: Policy, states: Sequence[ReasoningState], n: int, sa
             owner = i // copies
             prompt_tokens[owner] += generation.prompt_tokens[row]
             completion_tokens[owner] += generation.completion_tokens[row]
+            if generation.reused_prompt_tokens:
+                reused[owner] += generation.reused_prompt_tokens[row]
             spent[i] += generation.completion_tokens[row]
             step = generation.texts[row][0]
             if not step:
@@ -100,7 +104,7 @@ def sample_stepwise(policy: Policy, states: Sequence[ReasoningState], n: int, sa
                 still.append(i)
         live = still
     texts = [[written[i * copies + (j if copies > 1 else 0)] for j in range(n)] for i in range(len(states))]
-    return Generation(texts, prompt_tokens, completion_tokens, calls)
+    return Generation(texts, prompt_tokens, completion_tokens, calls, reused if any(reused) else [])
 
 
 def sample_solutions_by_task(

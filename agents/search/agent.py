@@ -1,14 +1,16 @@
 """The contract every search agent meets: `SearchAgent.solve` -> `SearchResult`s, and `play_episode`.
 
-An agent solves a BATCH of B problems in lockstep: each round, the model calls
-of all unfinished problems go into one batched policy call and one batched PRM
-call, and each problem is charged its own rows (`agents.search.ledger`). A
+An agent solves many problems at once in rounds: each round, the model calls of
+every problem in play go into one batched policy call and one batched PRM call,
+and each problem is charged its own rows (`agents.search.ledger`). With
+`active`, at most that many problems are in play and each finished one's slot
+goes to the next (`agents.search.scheduler`); by default all start together. A
 single problem is a batch of one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -80,9 +82,19 @@ class SearchAgent(Protocol):
     """Solves batches of problems under a per-problem budget."""
 
     def solve(
-        self, problems: Sequence[Problem], budget: Budget, limits: EpisodeLimits = EpisodeLimits()
+        self,
+        problems: Sequence[Problem],
+        budget: Budget,
+        limits: EpisodeLimits = EpisodeLimits(),
+        *,
+        active: int | None = None,
+        on_done: Callable[[int], None] | None = None,
     ) -> list[SearchResult]:
-        """One result per problem, in order; every problem's usage fits `budget` (see `agents.search.budget`)."""
+        """One result per problem, in order; every problem's usage fits `budget` (see `agents.search.budget`).
+
+        `active`: most problems searched at once (None: all); `on_done(i)` is called
+        as problem i's search ends (for progress bars).
+        """
         ...
 
 

@@ -12,7 +12,7 @@ The answer is chosen among the final beams by their PRM values
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agents.models.base import Policy, ValueModel
@@ -21,6 +21,7 @@ from agents.search.budget import Budget
 from agents.search.ledger import Ledger
 from agents.search.proposals import propose_children
 from agents.search.sampling import SamplingOptions
+from agents.search.scheduler import run_rounds
 from agents.search.traces import is_finished
 from agents.search.voting import ANSWER_MODES
 from reasoning_gym import EpisodeLimits, Problem, ReasoningState
@@ -53,7 +54,7 @@ Beam = list[tuple[ReasoningState, float]]  # (state, PRM value), best first
 
 
 class BeamSearch:
-    """PRM-guided step-level beam search over B problems in lockstep."""
+    """PRM-guided step-level beam search over many problems at once (`agents.search.scheduler`)."""
 
     def __init__(self, policy: Policy, value: ValueModel, config: BeamSearchConfig = BeamSearchConfig()) -> None:
         self.policy = policy
@@ -61,21 +62,28 @@ class BeamSearch:
         self.config = config
 
     def solve(
-        self, problems: Sequence[Problem], budget: Budget, limits: EpisodeLimits = EpisodeLimits()
+        self,
+        problems: Sequence[Problem],
+        budget: Budget,
+        limits: EpisodeLimits = EpisodeLimits(),
+        *,
+        active: int | None = None,
+        on_done: Callable[[int], None] | None = None,
     ) -> list[SearchResult]:
         ledger = Ledger(budget, len(problems))
         roots = [ReasoningState(problem) for problem in problems]
         beams: list[Beam] = [[(root, 0.0)] for root in roots]
-        for _ in range(limits.max_steps):
+        rounds = [0] * len(problems)
+
+        def advance(running: Sequence[int]) -> list[int]:
+            """One round for every beam in play; the problems whose search ended."""
             growing = [
                 (i, state, ())
-                for i, beam in enumerate(beams)
+                for i in running
                 if ledger.open(i)
-                for state, _ in beam
+                for state, _ in beams[i]
                 if not is_finished(state, limits)
             ]
-            if not growing:
-                break
             proposals = propose_children(
                 ledger, self.policy, growing, self.config.expansions, self.config.sampling, limits, retries=0
             )
@@ -87,7 +95,13 @@ class BeamSearch:
                     new.setdefault(i, []).append((child, value))
             for i, scored in new.items():
                 beams[i] = self.prune(beams[i], scored, limits)
-        ledger.close_all()
+            for i in running:
+                rounds[i] += 1
+                if rounds[i] >= limits.max_steps or all(is_finished(state, limits) for state, _ in beams[i]):
+                    ledger.close(i)
+            return [i for i in running if not ledger.open(i)]
+
+        run_rounds(len(problems), active, ledger.begin, advance, on_done)
         return [
             choose(ledger, i, roots[i], [s for s, _ in beam], [v for _, v in beam], self.config.answer_mode)
             for i, beam in enumerate(beams)

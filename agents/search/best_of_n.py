@@ -16,14 +16,15 @@ self-consistency; each round's solutions are scored by one batched PRM call.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agents.models.base import Policy, ValueModel
 from agents.search.agent import SearchResult, choose
 from agents.search.budget import Budget
 from agents.search.ledger import Ledger
-from agents.search.sampling import SolutionSamplingOptions, sample_rounds
+from agents.search.sampling import SolutionSamplingOptions, close_sampled, sample_round
+from agents.search.scheduler import run_rounds
 from agents.search.traces import prefixes
 from agents.search.voting import ANSWER_MODES
 from reasoning_gym import EpisodeLimits, Problem, ReasoningState
@@ -64,20 +65,29 @@ class BestOfN:
         self.config = config
 
     def solve(
-        self, problems: Sequence[Problem], budget: Budget, limits: EpisodeLimits = EpisodeLimits()
+        self,
+        problems: Sequence[Problem],
+        budget: Budget,
+        limits: EpisodeLimits = EpisodeLimits(),
+        *,
+        active: int | None = None,
+        on_done: Callable[[int], None] | None = None,
     ) -> list[SearchResult]:
         config = self.config
         ledger = Ledger(budget, len(problems))
         roots = [ReasoningState(problem) for problem in problems]
         traces: list[list[ReasoningState]] = [[] for _ in problems]
         scores: list[list[float]] = [[] for _ in problems]
-        for round_traces in sample_rounds(
-            self.policy, ledger, roots, config.sampling, config.max_samples, config.samples_per_round, limits
-        ):
+        drawn = [0] * len(problems)
+
+        def advance(running: Sequence[int]) -> list[int]:
+            round_traces = sample_round(self.policy, ledger, roots, running, drawn, config, limits)
             for i, (new, new_scores) in self._score(ledger, round_traces).items():
                 traces[i].extend(new)
                 scores[i].extend(new_scores)
-        ledger.close_all()
+            return close_sampled(ledger, running, drawn, config.max_samples)
+
+        run_rounds(len(problems), active, ledger.begin, advance, on_done)
         return [choose(ledger, i, roots[i], traces[i], scores[i], config.answer_mode) for i in range(len(problems))]
 
     def _score(

@@ -43,7 +43,7 @@ class Budget:
         completion_tokens: policy tokens generated.
         total_tokens: policy prompt + policy completion + PRM tokens.
         policy_calls: policy calls the problem takes part in.
-        wall_seconds: seconds from the start of the search.
+        wall_seconds: seconds from the start of the problem's search.
     """
 
     completion_tokens: int | None = None
@@ -75,18 +75,24 @@ class Usage:
     """What one problem's search used (or, as an estimate, what a call would add).
 
     Attributes:
-        policy_prompt_tokens: prompt tokens the policy processed for this problem.
+        policy_prompt_tokens: prompt tokens the policy computed for this problem.
         policy_completion_tokens: tokens the policy generated for this problem.
-        prm_tokens: tokens the PRM processed for this problem (cache hits are free).
+        prm_tokens: tokens the PRM computed for this problem (cache hits are free).
+        policy_prompt_tokens_reused: prompt tokens read without computing them (a
+            prompt shared by its samples, or a prefix served from the policy's KV
+            cache); not in `total_tokens` or `flops`.
+        prm_tokens_reused: PRM input tokens served from its prefix cache.
         policy_calls: batched policy calls this problem took part in.
         prm_calls: batched PRM calls this problem took part in.
-        wall_seconds: seconds from the start of the search until this problem's
-            search ended (problems in one batch share the clock).
+        wall_seconds: seconds from the start of this problem's search (when it
+            entered play, `agents.search.scheduler`) until it ended.
     """
 
     policy_prompt_tokens: int = 0
     policy_completion_tokens: int = 0
     prm_tokens: int = 0
+    policy_prompt_tokens_reused: int = 0
+    prm_tokens_reused: int = 0
     policy_calls: int = 0
     prm_calls: int = 0
     wall_seconds: float = 0.0
@@ -100,15 +106,20 @@ class Usage:
         rows = list(rows)
         self.policy_prompt_tokens += sum(generation.prompt_tokens[row] for row in rows)
         self.policy_completion_tokens += sum(generation.completion_tokens[row] for row in rows)
+        if generation.reused_prompt_tokens:
+            self.policy_prompt_tokens_reused += sum(generation.reused_prompt_tokens[row] for row in rows)
         self.policy_calls += 1
 
     def add_scores(self, scores: Scores, rows: Iterable[int]) -> None:
         """Charge this problem its `rows` of a batched PRM call (one call)."""
         self.prm_tokens += sum(scores.tokens[row] for row in rows)
+        if scores.reused_tokens:
+            self.prm_tokens_reused += sum(scores.reused_tokens[row] for row in rows)
         self.prm_calls += 1
 
     def flops(self, policy_params: int, value_params: int) -> float:
-        """Model FLOPs, about 2 x parameters x tokens for each model, PRM included."""
+        """Model FLOPs, about 2 x parameters x computed tokens for each model, PRM included
+        (tokens served from a prefix cache cost no FLOPs)."""
         policy_tokens = self.policy_prompt_tokens + self.policy_completion_tokens
         return 2.0 * (policy_params * policy_tokens + value_params * self.prm_tokens)
 

@@ -5,7 +5,7 @@ It is self-consistency with a single greedy sample, so both share one code path.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agents.models.base import Policy
@@ -41,6 +41,12 @@ class ChainOfThought:
         self._one_sample = SelfConsistency(policy, greedy)
 
     def solve(
-        self, problems: Sequence[Problem], budget: Budget, limits: EpisodeLimits = EpisodeLimits()
+        self,
+        problems: Sequence[Problem],
+        budget: Budget,
+        limits: EpisodeLimits = EpisodeLimits(),
+        *,
+        active: int | None = None,
+        on_done: Callable[[int], None] | None = None,
     ) -> list[SearchResult]:
-        return self._one_sample.solve(problems, budget, limits)
+        return self._one_sample.solve(problems, budget, limits, active=active, on_done=on_done)

@@ -1,4 +1,4 @@
-"""`Ledger`: the budget accounts of B problems searched in lockstep, and their door to the models.
+"""`Ledger`: the budget accounts of B problems searched together, and their door to the models.
 
 Every policy and PRM call of a search goes through its ledger. A call takes
 requests ``(problem index, state)`` from many problems; the ledger
@@ -38,7 +38,7 @@ class Ledger:
         self.usage = [Usage() for _ in range(size)]
         self.closed = [False] * size
         self.out_of_budget = [False] * size
-        self._start = time.perf_counter()
+        self._started = [time.perf_counter()] * size  # each problem's clock (refill: from when it starts)
         # Tokens per character of state text, the largest seen (None: not seen yet).
         self._rate: dict[str, float | None] = {"policy": None, "prm": None}
         self._longest: dict[str, float] = {"policy": 0.0, "prm": 0.0}
@@ -47,11 +47,15 @@ class Ledger:
     def open(self, problem: int) -> bool:
         return not self.closed[problem]
 
+    def begin(self, problem: int) -> None:
+        """Start a problem's clock now (a problem that waited in a refill queue starts late)."""
+        self._started[problem] = time.perf_counter()
+
     def close(self, problem: int) -> None:
         """End a problem's search: it makes no more calls; its clock stops now."""
         if not self.closed[problem]:
             self.closed[problem] = True
-            self.usage[problem].wall_seconds = self._elapsed()
+            self.usage[problem].wall_seconds = self._elapsed(problem)
 
     def close_all(self) -> None:
         for problem in range(len(self.closed)):
@@ -103,7 +107,7 @@ class Ledger:
         self._longest["prm"] = max(self._longest["prm"], time.perf_counter() - started)
         for problem, rows in _rows_by_problem(requests, kept).items():
             self.usage[problem].add_scores(scores, rows)
-            self.usage[problem].wall_seconds = self._elapsed()
+            self.usage[problem].wall_seconds = self._elapsed(problem)
         for row, k in enumerate(kept):
             results[k] = scores.values[row]
             self._learn("prm", scores.tokens[row], len(requests[k][1].text))
@@ -129,7 +133,7 @@ class Ledger:
             self._longest["policy"] = max(self._longest["policy"], time.perf_counter() - started)
             for problem, rows in _rows_by_problem(requests, kept).items():
                 self.usage[problem].add_generation(generation, rows)
-                self.usage[problem].wall_seconds = self._elapsed()
+                self.usage[problem].wall_seconds = self._elapsed(problem)
             for row, k in enumerate(kept):
                 results[k] = generation.texts[row]
                 self._learn("policy", generation.prompt_tokens[row], samples * len(requests[k][1].text))
@@ -185,7 +189,7 @@ class Ledger:
         for problem, ks in by_problem.items():
             if self.closed[problem]:
                 continue
-            self.usage[problem].wall_seconds = self._elapsed()
+            self.usage[problem].wall_seconds = self._elapsed(problem)
             if self.budget.fits(self.usage[problem] + estimate([requests[k][1] for k in ks])):
                 kept.extend(ks)
             elif close:
@@ -202,8 +206,8 @@ class Ledger:
             rate = self._rate[kind]
             self._rate[kind] = tokens / chars if rate is None else max(rate, tokens / chars)
 
-    def _elapsed(self) -> float:
-        return time.perf_counter() - self._start
+    def _elapsed(self, problem: int) -> float:
+        return time.perf_counter() - self._started[problem]
 
 
 def _rows_by_problem(requests: Sequence[Request], kept: list[int]) -> dict[int, list[int]]:

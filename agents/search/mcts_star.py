@@ -49,9 +49,11 @@ Answer (``answer_mode``), among the tree's leaves:
 - ``"vote"``: the answer whose leaves' values sum highest (leaves grouped by
   `voting.answer_key`), represented by its highest-valued leaf.
 
-B problems advance in lockstep: each iteration makes one batched policy call
-(plus one per retry and per roll-forward step) and one batched PRM call (plus
-one per roll-forward step) for all unfinished problems.
+Problems advance together: each iteration makes one batched policy call (plus
+one per retry and per roll-forward step) and one batched PRM call (plus one per
+roll-forward step) for every problem in play; with `active`, at most that many
+are in play and a finished one's slot goes to the next problem
+(`agents.search.scheduler`).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from agents.search.agent import SearchResult, choose
 from agents.search.budget import Budget
 from agents.search.ledger import Ledger
 from agents.search.proposals import ProposalRequest, propose_children
+from agents.search.scheduler import run_rounds
 from agents.search.sampling import SamplingOptions
 from agents.search.traces import is_finished
 from agents.search.tree import NO_PARENT, ROOT, Tree
@@ -247,7 +250,7 @@ def backup(tree: Tree, node: int) -> None:
 
 
 class MCTSStar:
-    """MCTS* over B problems in lockstep; `select_child` defaults to `uct` from the config."""
+    """MCTS* over many problems at once; `select_child` defaults to `uct` from the config."""
 
     def __init__(
         self,
@@ -266,7 +269,13 @@ class MCTSStar:
         self.verifier = verifier
 
     def solve(
-        self, problems: Sequence[Problem], budget: Budget, limits: EpisodeLimits = EpisodeLimits()
+        self,
+        problems: Sequence[Problem],
+        budget: Budget,
+        limits: EpisodeLimits = EpisodeLimits(),
+        *,
+        active: int | None = None,
+        on_done: Callable[[int], None] | None = None,
     ) -> list[SearchResult]:
         config = self.config
         ledger = Ledger(budget, len(problems))
@@ -274,14 +283,15 @@ class MCTSStar:
         fruitless: list[dict[int, int]] = [{} for _ in problems]  # {node: expansions in a row with no new child}
         solved: list[int | None] = [None] * len(problems)  # the first answer node reaching end_gate
         reasons = ["iterations"] * len(problems)
-        for _ in range(config.iterations):
+        iterations = [0] * len(problems)
+
+        def advance(running: Sequence[int]) -> list[int]:
+            """One iteration for every problem in play; the problems whose search ended."""
             leaves = {
-                i: simulate(tree, self.select_child, self.widen_unless_fruitless(fruitless[i]))
-                for i, tree in enumerate(trees)
+                i: simulate(trees[i], self.select_child, self.widen_unless_fruitless(fruitless[i]))
+                for i in running
                 if ledger.open(i)
             }
-            if not leaves:
-                break
             to_expand = {i: leaf for i, leaf in leaves.items() if not trees[i].terminal[leaf]}
             expanded = self.expand(ledger, trees, to_expand, limits, fruitless)
             self.evaluate(ledger, trees, expanded, limits)
@@ -295,7 +305,13 @@ class MCTSStar:
                 if ledger.open(i) and (stop_solved or not tree.expandable(config.widen)):
                     reasons[i] = "solved" if stop_solved else "exhausted"
                     ledger.close(i)
-        ledger.close_all()
+            for i in running:
+                iterations[i] += 1
+                if iterations[i] >= config.iterations:
+                    ledger.close(i)
+            return [i for i in running if not ledger.open(i)]
+
+        run_rounds(len(problems), active, ledger.begin, advance, on_done)
         return [self.result(ledger, i, tree, solved[i], reasons[i]) for i, tree in enumerate(trees)]
 
     def widen_unless_fruitless(self, fruitless: dict[int, int]) -> Widen | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agents.models.base import Policy, SamplingConfig
@@ -62,30 +62,40 @@ class SolutionSamplingOptions(SamplingOptions):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
-def sample_rounds(
+def sample_round(
     policy: Policy,
     ledger: Ledger,
     roots: Sequence[ReasoningState],
-    sampling: SamplingConfig,
-    max_samples: int,
-    samples_per_round: int,
+    running: Sequence[int],
+    drawn: list[int],
+    options: SolutionSamplingOptions,
     limits: EpisodeLimits,
-) -> Iterator[dict[int, list[ReasoningState]]]:
-    """Sample whole solutions for B problems in lockstep rounds; yields each round's traces.
+) -> dict[int, list[ReasoningState]]:
+    """One round of whole solutions for the problems `running`: ``{problem index: [trace, ...]}``.
 
-    Each round is one batched `sample_solutions` call asking
-    ``min(samples_per_round, max_samples - drawn)`` solutions of every open problem
-    (open problems have all drawn the same number), and yields
-    ``{problem index: [trace, ...]}``, each trace a state reached by `apply_step`
-    under `limits`. Rounds continue until every problem has `max_samples`
-    solutions or is out of budget.
+    Each open problem with fewer than ``options.max_samples`` solutions (``drawn[i]``,
+    updated here) asks ``min(samples_per_round, max_samples - drawn[i])`` of them;
+    problems asking as many share one batched `sample_solutions` call (one call
+    when all are in step). Each trace is a state reached by `apply_step` under
+    `limits`. A problem the ledger refuses gets no entry.
     """
-    drawn = 0
-    while drawn < max_samples:
-        active = [i for i in range(len(roots)) if ledger.open(i)]
-        if not active:
-            return
-        n = min(samples_per_round, max_samples - drawn)
-        texts = ledger.sample_solutions(policy, [(i, roots[i]) for i in active], n, sampling)
-        drawn += n
-        yield {i: [extend_state(roots[i], text, limits) for text in row] for i, row in zip(active, texts) if row is not None}
+    groups: dict[int, list[int]] = {}
+    for i in running:
+        if ledger.open(i) and drawn[i] < options.max_samples:
+            groups.setdefault(min(options.samples_per_round, options.max_samples - drawn[i]), []).append(i)
+    traces: dict[int, list[ReasoningState]] = {}
+    for n, group in groups.items():
+        texts = ledger.sample_solutions(policy, [(i, roots[i]) for i in group], n, options.sampling)
+        for i, row in zip(group, texts):
+            drawn[i] += n
+            if row is not None:
+                traces[i] = [extend_state(roots[i], text, limits) for text in row]
+    return traces
+
+
+def close_sampled(ledger: Ledger, running: Sequence[int], drawn: list[int], max_samples: int) -> list[int]:
+    """Close the problems of `running` that have all `max_samples` solutions; those whose search ended."""
+    for i in running:
+        if drawn[i] >= max_samples:
+            ledger.close(i)
+    return [i for i in running if not ledger.open(i)]

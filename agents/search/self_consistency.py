@@ -6,14 +6,15 @@ until the next round might exceed the budget.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agents.models.base import Policy
 from agents.search.agent import SearchResult, choose
 from agents.search.budget import Budget
 from agents.search.ledger import Ledger
-from agents.search.sampling import SolutionSamplingOptions, sample_rounds
+from agents.search.sampling import SolutionSamplingOptions, close_sampled, sample_round
+from agents.search.scheduler import run_rounds
 from reasoning_gym import EpisodeLimits, Problem, ReasoningState
 
 
@@ -30,16 +31,24 @@ class SelfConsistency:
         self.config = config
 
     def solve(
-        self, problems: Sequence[Problem], budget: Budget, limits: EpisodeLimits = EpisodeLimits()
+        self,
+        problems: Sequence[Problem],
+        budget: Budget,
+        limits: EpisodeLimits = EpisodeLimits(),
+        *,
+        active: int | None = None,
+        on_done: Callable[[int], None] | None = None,
     ) -> list[SearchResult]:
         config = self.config
         ledger = Ledger(budget, len(problems))
         roots = [ReasoningState(problem) for problem in problems]
         traces: list[list[ReasoningState]] = [[] for _ in problems]
-        for round_traces in sample_rounds(
-            self.policy, ledger, roots, config.sampling, config.max_samples, config.samples_per_round, limits
-        ):
-            for i, new in round_traces.items():
+        drawn = [0] * len(problems)
+
+        def advance(running: Sequence[int]) -> list[int]:
+            for i, new in sample_round(self.policy, ledger, roots, running, drawn, config, limits).items():
                 traces[i].extend(new)
-        ledger.close_all()
+            return close_sampled(ledger, running, drawn, config.max_samples)
+
+        run_rounds(len(problems), active, ledger.begin, advance, on_done)
         return [choose(ledger, i, roots[i], traces[i], [1.0] * len(traces[i]), "vote") for i in range(len(problems))]

@@ -132,7 +132,8 @@ class SearchSettings:
             per iteration by `stage_seed`).
         budget: per-problem budget of the search.
         limits: episode limits.
-        batch_size: problems searched in lockstep (one batched model call per round).
+        batch_size: problems searched in lockstep (one batched model call per round);
+            each batch has its own seed and can go to its own Ray worker.
         max_pairs: preference pairs kept per tree (None: all).
     """
 
@@ -223,7 +224,7 @@ class EvalSettings:
         mcts: `MCTSStarConfig` fields of the evaluation search (``seed`` set by the trainer).
         budget: per-problem budget of the evaluation search (fixed across iterations).
         limits: episode limits.
-        batch_size: problems per lockstep batch.
+        batch_size: problems searched at once (refill, `agents.search.scheduler`).
         prm_auroc: also report the PRM's AUROC: planning tasks against exact
             solvability on the policy's own states (pooled and among siblings);
             word problems with reference steps, correct vs corrupted steps.
@@ -787,11 +788,13 @@ class SelfTrainer:
         agent = MCTSStar(policy, value, mcts_config(settings.mcts, seed))
         right = 0
         usage = None
-        starts = range(0, len(problems), settings.batch_size)
-        for start in tqdm(starts, desc=f"MCTS* eval (iteration {iteration})", disable=not config.show_progress):
-            for result in agent.solve(problems[start : start + settings.batch_size], settings.budget, settings.limits):
-                right += grade(result.trace)
-                usage = result.usage if usage is None else usage + result.usage
+        with tqdm(total=len(problems), desc=f"MCTS* eval (iteration {iteration})",
+                  disable=not config.show_progress) as bar:  # fmt: skip
+            results = agent.solve(problems, settings.budget, settings.limits, active=settings.batch_size,
+                                  on_done=lambda _: bar.update(1))  # fmt: skip
+        for result in results:
+            right += grade(result.trace)
+            usage = result.usage if usage is None else usage + result.usage
         record: dict[str, Any] = {
             "problems": len(problems),
             "greedy_accuracy": greedy.greedy,
@@ -818,13 +821,14 @@ def search_batch(
     """MCTS* in data mode on one batch of problems with (policy, PRM) `models` and sampling seed `seed`.
 
     Returns one ``(tree as plain data, its labelled rows, usage, solved, answered)`` per
-    problem. The result depends only on the arguments (the PRM's score cache is
+    problem. The result depends only on the arguments (the models' caches are
     cleared first), so a batch gives the same trees in this process or on a Ray worker.
     """
     policy, value = models
-    clear_cache = getattr(value, "clear_cache", None)
-    if clear_cache is not None:
-        clear_cache()
+    for model in models:
+        clear_cache = getattr(model, "clear_cache", None)
+        if clear_cache is not None:
+            clear_cache()
     agent = MCTSStar(policy, value, mcts_config(settings.mcts, seed, data_mode=True))
     rows = []
     for result in agent.solve(problems, settings.budget, settings.limits):
