@@ -462,6 +462,7 @@ def _run(
         "prompt_tokens": mean([u.policy_prompt_tokens for u in usages]),
         "prm_tokens": mean([u.prm_tokens for u in usages]),
         "total_tokens": mean([u.total_tokens for u in usages]),
+        "reused_tokens": mean([u.policy_prompt_tokens_reused + u.prm_tokens_reused for u in usages]),
         "max_total_tokens": max(u.total_tokens for u in usages),
         "flops": mean([u.flops(policy_params, value_params) for u in usages]),
         "policy_calls": mean([u.policy_calls for u in usages]),

@@ -10,7 +10,7 @@ import yaml
 from scripted import ScriptedPolicy, ScriptedPRM
 
 from agents.config import ConfigError
-from agents.models.base import Generation
+from agents.models.base import Generation, Scores
 from agents.search import (
     BeamSearch,
     BeamSearchConfig,
@@ -334,6 +334,16 @@ def test_usage_rows_flops_and_budget_fit():
     assert Budget(completion_tokens=4).fits(usage) and not Budget(total_tokens=43).fits(usage)
     with pytest.raises(ValueError, match="completion_tokens"):
         Budget(completion_tokens=-1)
+
+
+def test_reused_tokens_are_reported_apart_and_cost_nothing():
+    usage = Usage()
+    usage.add_generation(Generation([["x"], ["y"]], [10, 20], [1, 2], reused_prompt_tokens=[90, 5]), rows=[0])
+    usage.add_scores(Scores([0.5, 0.6], [3, 4], reused_tokens=[30, 40]), rows=[1])
+    assert (usage.policy_prompt_tokens, usage.policy_prompt_tokens_reused) == (10, 90)
+    assert (usage.prm_tokens, usage.prm_tokens_reused) == (4, 40)
+    assert usage.total_tokens == 10 + 1 + 4  # computed tokens only
+    assert usage.flops(policy_params=100, value_params=10) == 2 * (100 * 11 + 10 * 4)
 
 
 # --- lockstep batching -------------------------------------------------------------------

@@ -26,16 +26,22 @@ def test_throughput_smoke(tmp_path, model_dirs, capsys):
     result = json.loads(out.read_text())
     assert out.with_suffix(".png").stat().st_size > 0
     assert result["settings"]["seeds"] == [0] and result["settings"]["problems"] == 3
-    assert [row["trees"] for row in result["lockstep"]] == [1, 3]
-    for row in result["lockstep"]:
+    modes = [(row["trees"], row["schedule"], row["reuse"]) for row in result["search"]]
+    assert modes == [(1, "lockstep", False), (1, "lockstep", True),
+                     (3, "lockstep", False), (3, "lockstep", True), (3, "refill", True)]  # fmt: skip
+    for row in result["search"]:
         assert row["problems"] == 3 and row["problems_per_second"] > 0
         assert row["ceiling"]["batch_states"] == row["trees"] and row["ceiling"]["tokens_per_second"] > 0
         assert 0 <= row["outside_share"] <= 1 and row["policy_seconds"] > 0
         assert row["total_tokens_per_problem"] >= row["completion_tokens_per_problem"] > 0
-    assert result["lockstep"][0]["speedup"] == 1.0
+        assert (row["reused_tokens_per_problem"] > 0) == row["reuse"]
+    assert result["search"][0]["speedup"] == result["search"][1]["speedup"] == 1.0
+    plain, reused = result["search"][2], result["search"][3]  # the same search, prompts read whole or not
+    assert reused["total_tokens_per_problem"] < plain["total_tokens_per_problem"]
+    assert result["goals"]["reuse_cut"]["by_trees"]["3"] > 1
     assert [row["iterations"] for row in result["tree_size"]] == [2, 3]
     for row in result["tree_size"]:
         assert row["nodes_per_tree"] >= 1 and row["python_peak_mb"] >= 0 and math.isfinite(row["seconds_per_iteration"])
-    assert result["max_rss_mb"] > 0 and set(result["goals"]) >= {"speedup", "ceiling_share", "outside_share"}
+    assert result["max_rss_mb"] > 0 and set(result["goals"]) >= {"speedup", "ceiling_share", "outside_share", "reuse_cut"}
     table = capsys.readouterr().out
-    assert "| trees | ceiling tok/s |" in table and "Goals (issue 13):" in table
+    assert "| trees | mode | ceiling tok/s |" in table and "Goals (issue 13):" in table
