@@ -629,7 +629,8 @@ def format_tables(result: dict[str, Any]) -> str:
     ]
     for row in result["search"]:
         lines.append(
-            f"| {row['trees']} | {mode_name(row['schedule'], row['reuse'])} | {row['ceiling']['tokens_per_second']:.0f} "
+            f"| {row['trees']} | {mode_name(row['schedule'], row['reuse'])} "
+            f"| {row['ceiling']['tokens_per_second']:.0f} "
             f"| {row['completion_tokens_per_second']:.0f} | {100 * row['ceiling_share']:.0f}% "
             f"| {_num(row.get('policy_tokens_per_second'), '.0f')} | {_num(row.get('mean_fill'), '.2f')} "
             f"| {row['problems_per_second']:.2f} | {_num(row.get('speedup'), '.1f', 'x')} | {row['accuracy']:.3f} "

@@ -151,3 +151,31 @@ def test_prm_scores_with_shared_prefixes_equal_plain_scores(tokenizer):
         len(tokenizer(state.value_text)["input_ids"]) for state in siblings
     ]
     assert cached.score_texts([s.value_text for s in siblings]) == pytest.approx(second.values, abs=1e-5)
+
+
+def test_a_prompt_with_more_samples_than_a_call_holds_is_read_once_and_decoded_in_groups(model, tokenizer):
+    state = countdown_states()[0]
+    sampling = SamplingConfig(temperature=1.0, seed=4, max_new_tokens=10)
+    wide = HFPolicy(model, tokenizer, HFPolicyConfig(prompt_format="plain")).propose_steps([state], 5, sampling)
+    for batch_size in (1, 2):
+        narrow = HFPolicy(model, tokenizer, HFPolicyConfig(prompt_format="plain", batch_size=batch_size))
+        generation = narrow.propose_steps([state], 5, sampling)
+        assert len(generation.texts[0]) == 5 and generation.calls == 5 // batch_size + 5 % batch_size
+        length = len(tokenizer(narrow.prompt(state, next_step=True))["input_ids"])
+        assert generation.prompt_tokens == [length] and generation.reused_prompt_tokens == [4 * length]
+    assert len(set(wide.texts[0])) > 1  # sampled, not one text repeated
+
+
+def test_a_finished_problem_takes_its_prefixes_with_it(model, tokenizer):
+    policy = HFPolicy(model, tokenizer, HFPolicyConfig(prompt_format="plain"))
+    states = countdown_states()
+    other = ReasoningState(generate_puzzle(1, seed=0, config="easy"))
+    policy.propose_steps([*states, other], 1, SamplingConfig(temperature=0, max_new_tokens=6))
+    before = len(policy.prefix_cache)
+    policy.forget(states[0].problem)
+    assert 0 < len(policy.prefix_cache) < before  # the other problem's prompt stays
+    again = policy.propose_steps([other], 1, SamplingConfig(temperature=0, max_new_tokens=6))
+    assert again.reused_prompt_tokens[0] > 0
+    assert again.prompt_tokens == [1]  # a cached prompt: only its last token is computed
+    fresh = policy.propose_steps([states[0]], 1, SamplingConfig(temperature=0, max_new_tokens=6))
+    assert fresh.prompt_tokens[0] > 1  # forgotten: read again

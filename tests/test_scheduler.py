@@ -144,7 +144,8 @@ def test_sampled_refill_matches_one_at_a_time_in_distribution(models):
     budget = Budget(completion_tokens=80)
     figures = []
     for active in (1, 6):
-        results = make_agent("mcts_star", policy, value, {**options, "seed": 11}).solve(batch, budget, LIMITS, active=active)
+        agent = make_agent("mcts_star", policy, value, {**options, "seed": 11})
+        results = agent.solve(batch, budget, LIMITS, active=active)
         figures.append(([r.usage.policy_completion_tokens for r in results], [len(r.tree) for r in results]))
     for one, refilled in zip(*figures):
         spread = math.sqrt((statistics.variance(one) + statistics.variance(refilled)) / len(batch))

@@ -5,12 +5,12 @@ whose cached prefixes were not read again, and from one read of a prompt
 shared by all its samples (`expand`). Each step runs the logits processors on
 the float32 logits, then takes the argmax (greedy) or draws from the softmax
 (sampling: pass the temperature and top-p warpers as processors), as
-`generate` does; a row stops at its first stop token and pads after it.
+`generate` does; a row that reaches a stop token leaves the batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import torch
 from transformers import DynamicCache, LogitsProcessorList
@@ -19,9 +19,8 @@ from agents.models.prefix_cache import Read, cache_argument
 
 
 def expand(start: Read, copies: int) -> Read:
-    """`start` with every row repeated `copies` times in a row (a new cache; `start` is unchanged)."""
-    if copies == 1:
-        return start
+    """`start` with every row repeated `copies` times in a row, in a new cache (`decode`
+    appends to the cache it is given, so a read decoded more than once needs copies)."""
     cache = DynamicCache()
     for index, layer in enumerate(start.cache.layers):
         cache.update(layer.keys.repeat_interleave(copies, 0), layer.values.repeat_interleave(copies, 0), index)
@@ -39,21 +38,27 @@ def expand(start: Read, copies: int) -> Read:
 def decode(
     model: torch.nn.Module,
     start: Read,
-    processors: LogitsProcessorList,
+    processors_for: Callable[[list[int]], LogitsProcessorList],
     *,
     greedy: bool,
     stop_ids: Collection[int],
     max_new_tokens: int,
-    pad_id: int,
 ) -> list[list[int]]:
     """Continue each row of `start` (its last output: next-token logits) for up to
-    `max_new_tokens` tokens; the tokens of each row, up to and including its first stop."""
+    `max_new_tokens` tokens; the tokens of each row, up to and including its first stop.
+
+    A row that stops leaves the batch (its cache rows are dropped), so a call costs
+    what each row needs, not batch x its longest row. ``processors_for(rows)``: the
+    logits processors for the rows still in the batch (indices into `start`'s rows).
+    """
     logits = start.outputs[:, -1]
     cache, mask, positions = start.cache, start.attention_mask, start.next_positions
-    batch, device = logits.shape[0], logits.device
+    device = logits.device
     stops = torch.tensor(sorted(stop_ids), device=device)
-    generated = torch.empty((batch, 0), dtype=torch.long, device=device)
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    live = list(range(logits.shape[0]))
+    rows: list[list[int]] = [[] for _ in live]
+    generated = torch.empty((len(live), 0), dtype=torch.long, device=device)  # the live rows' tokens so far
+    processors = processors_for(live)
     argument = cache_argument(model)
     for step in range(max_new_tokens):
         scores = processors(generated, logits.float())
@@ -61,19 +66,24 @@ def decode(
             tokens = scores.argmax(dim=-1)
         else:
             tokens = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
-        tokens = torch.where(done, torch.full_like(tokens, pad_id), tokens)
         generated = torch.cat([generated, tokens[:, None]], dim=1)
-        done |= torch.isin(tokens, stops)
-        if bool(done.all()) or step == max_new_tokens - 1:
+        stopped = torch.isin(tokens, stops)
+        if step == max_new_tokens - 1 or bool(stopped.all()):
             break
-        mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=device)], dim=1)
+        if bool(stopped.any()):
+            for k in stopped.nonzero().squeeze(1).tolist():
+                rows[live[k]] = generated[k].tolist()
+            keep = (~stopped).nonzero().squeeze(1)
+            live = [live[k] for k in keep.tolist()]
+            generated, tokens, mask, positions = generated[keep], tokens[keep], mask[keep], positions[keep]
+            cache.batch_select_indices(keep)
+            processors = processors_for(live)
+        mask = torch.cat([mask, torch.ones((len(live), 1), dtype=mask.dtype, device=device)], dim=1)
         outputs = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions[:, None],
                         use_cache=True, logits_to_keep=1, **{argument: cache})  # fmt: skip
         positions = positions + 1
         logits = outputs.logits[:, -1]
-    rows = []
+    for k, row in enumerate(generated.tolist()):
+        rows[live[k]] = row
     stop_set = set(stop_ids)
-    for row in generated.tolist():
-        end = next((k + 1 for k, token in enumerate(row) if token in stop_set), len(row))
-        rows.append(row[:end])
-    return rows
+    return [row[: next((k + 1 for k, token in enumerate(row) if token in stop_set), len(row))] for row in rows]

@@ -21,7 +21,7 @@ from agents.models.loading import load_causal_lm
 from agents.models.prefix_cache import PrefixCache, read, shared_prefix_lengths
 from agents.models.prompts import DEFAULT_SYSTEM_PROMPT, render_prompt
 from agents.models.stepwise import cut_step, group_by_stops, merge, sample_solutions_by_task
-from reasoning_gym import ReasoningState
+from reasoning_gym import Problem, ReasoningState
 from reasoning_gym.steps import normalize_step
 from reasoning_gym.tasks import task_of
 
@@ -97,6 +97,12 @@ class HFPolicy:
         if self.prefix_cache is not None:
             self.prefix_cache.clear()
 
+    def forget(self, problem: Problem) -> None:
+        """Drop the cached prefixes of `problem`'s prompts (its search is over): every entry
+        that starts with the prompt of its root state."""
+        if self.prefix_cache is not None:
+            self.prefix_cache.drop(self._encode([self.prompt(ReasoningState(problem), next_step=False)])[0])
+
     # --- prompts -------------------------------------------------------------
 
     def prompt(self, state: ReasoningState, next_step: bool) -> str:
@@ -132,8 +138,9 @@ class HFPolicy:
 
     # --- generation ------------------------------------------------------------
 
-    def _encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of `texts` (one tokenizer call for all)."""
+        return self.tokenizer(texts, add_special_tokens=not self.chat)["input_ids"] if texts else []
 
     @torch.inference_mode()
     def _generate(
@@ -160,7 +167,7 @@ class HFPolicy:
             torch.manual_seed(sampling.seed)
         copies = 1 if sampling.greedy else n
         stop_ids = [self.tokenizer.eos_token_id, *self._stop_token_ids(stops)]
-        prompt_ids = [self._encode(prompt) for prompt in prompts]
+        prompt_ids = self._encode(prompts)
         prompt_tokens, reused = [0] * len(prompts), [0] * len(prompts)
         temperature = 1.0 if sampling.greedy else sampling.temperature
         warpers = LogitsProcessorList()
@@ -187,11 +194,16 @@ class HFPolicy:
             # A prompt with more samples than a call holds is read once and decoded in groups.
             for done in range(0, copies, self.config.batch_size):
                 group = min(copies - done, self.config.batch_size)
-                processors = LogitsProcessorList(warpers)
-                if masses is not None:
-                    processors.insert(0, ExcludeTaken([masses[i] for i in chunk for _ in range(group)], 0, temperature))
-                generated = decode(self.model, expand(start, group), processors, greedy=sampling.greedy,
-                                   stop_ids=stop_ids, max_new_tokens=sampling.max_new_tokens, pad_id=pad)  # fmt: skip
+                row_masses = None if masses is None else [masses[i] for i in chunk for _ in range(group)]
+
+                def processors_for(rows: list[int]) -> LogitsProcessorList:
+                    if row_masses is None:
+                        return warpers
+                    return LogitsProcessorList([ExcludeTaken([row_masses[r] for r in rows], 0, temperature), *warpers])
+
+                begin = start if copies == 1 else expand(start, group)  # decoding appends to its cache
+                generated = decode(self.model, begin, processors_for, greedy=sampling.greedy,
+                                   stop_ids=stop_ids, max_new_tokens=sampling.max_new_tokens)  # fmt: skip
                 calls += 1
                 for row, tokens in enumerate(generated):
                     owner = chunk[row // group]
@@ -222,16 +234,15 @@ class HFPolicy:
         """
         stop_set = set(stop_ids)
         rows: list[tuple[int, list[int], int]] = []  # (prompt, prompt + continuation ids, prompt length)
-        for p, texts in enumerate(taken):
+        pairs = [(p, text) for p, texts in enumerate(taken) for text in texts]
+        for (p, _), ids in zip(pairs, self._encode([prompts[p] + text for p, text in pairs])):
             head = prompt_ids[p]
-            for text in texts:
-                ids = self._encode(prompts[p] + text)
-                tail = ids[len(head) :]
-                if ids[: len(head)] != head or not 0 < len(tail) <= max_new_tokens:
-                    continue
-                if tail[-1] not in stop_set or any(token in stop_set for token in tail[:-1]):
-                    continue
-                rows.append((p, ids, len(head)))
+            tail = ids[len(head) :]
+            if ids[: len(head)] != head or not 0 < len(tail) <= max_new_tokens:
+                continue
+            if tail[-1] not in stop_set or any(token in stop_set for token in tail[:-1]):
+                continue
+            rows.append((p, ids, len(head)))
         sequences: list[list[list[int]]] = [[] for _ in prompt_ids]
         log_probabilities: list[list[list[float]]] = [[] for _ in prompt_ids]
         pad = self.tokenizer.pad_token_id

@@ -17,8 +17,9 @@ absolute positions, which the layout keeps).
 
 Entries are stored as deltas: an entry holds the KV of its own tokens past the
 prefix it was read on and points to that prefix's entry, so a tree's shared
-prompt is held once however many nodes extend it. A closed problem's prefixes
-are never read again and are the first to go.
+prompt is held once however many nodes extend it. A search drops a problem's
+prefixes when the problem's search ends (`drop`, through `HFPolicy.forget`);
+what is left over goes least recently used first.
 
 Works with decoders whose `forward` takes ``position_ids``, an attention mask
 over cache + input and a `DynamicCache` (Llama, Mistral, Qwen2, GPT-2, ...).
@@ -42,8 +43,7 @@ class _Entry:
     ids: tuple[int, ...]
     parent: _Entry | None
     start: int
-    keys: list[torch.Tensor]  # per layer: [heads, len(ids) - start, head_dim]
-    values: list[torch.Tensor]
+    kv: torch.Tensor  # [layers, 2 (keys, values), heads, len(ids) - start, head_dim]
 
 
 class PrefixCache:
@@ -77,6 +77,15 @@ class PrefixCache:
         """The entry stored for exactly `ids`, if any."""
         entry = self._index.get((len(ids), hashes[len(ids) - 1])) if ids else None
         return entry if entry is not None and entry.ids == tuple(ids) else None
+
+    def drop(self, prefix: Sequence[int]) -> int:
+        """Forget every entry whose ids start with `prefix` (a closed problem's prompts); how many."""
+        head = tuple(prefix)
+        gone = [key for key, entry in self._index.items() if entry.ids[: len(head)] == head]
+        for key in gone:
+            entry = self._index.pop(key)
+            self.tokens -= len(entry.ids) - entry.start
+        return len(gone)
 
     def put(self, entry: _Entry, hash_: int) -> None:
         """Store `entry` (its ids' `prefix_hashes` last value: `hash_`); evict the least recently used."""
@@ -203,19 +212,15 @@ def _batch_cache(model: torch.nn.Module, found: list[tuple[_Entry | None, int]],
     past = DynamicCache(config=model.config)
     if width == 0:
         return past
-    template = next(entry for entry, _ in found if entry is not None)
-    layers = len(template.keys)
+    template = next(entry for entry, _ in found if entry is not None).kv
+    layers, _, heads, _, dim = template.shape
+    batch = torch.zeros((layers, 2, len(found), heads, width, dim), dtype=template.dtype, device=device)
+    for r, (entry, length) in enumerate(found):
+        offset = width - length
+        for part, low, high in _segments(entry, length):  # one copy per segment, all layers at once
+            batch[:, :, r, :, offset + low : offset + high] = part.kv[:, :, :, low - part.start : high - part.start]
     for layer in range(layers):
-        heads, _, dim = template.keys[layer].shape
-        dtype = template.keys[layer].dtype
-        keys = torch.zeros((len(found), heads, width, dim), dtype=dtype, device=device)
-        values = torch.zeros_like(keys)
-        for r, (entry, length) in enumerate(found):
-            offset = width - length
-            for part, low, high in _segments(entry, length):
-                keys[r, :, offset + low : offset + high] = part.keys[layer][:, low - part.start : high - part.start]
-                values[r, :, offset + low : offset + high] = part.values[layer][:, low - part.start : high - part.start]
-        past.update(keys, values, layer)
+        past.update(batch[layer, 0], batch[layer, 1], layer)
     return past
 
 
@@ -240,7 +245,7 @@ def _store(
     store_at: Sequence[set[int]] | None,
 ) -> None:
     """Store each row whole and at its `store_at` lengths, as a chain of deltas from its cached prefix."""
-    layers = [(layer.keys, layer.values) for layer in kv.layers]
+    stacked = torch.stack([torch.stack((layer.keys, layer.values)) for layer in kv.layers])  # [L, 2, B, H, W, D]
     for r, (row, (parent, cached)) in enumerate(zip(rows, found)):
         offset = total - len(row)  # the column of the row's position 0
         lengths = sorted({length for length in (store_at[r] if store_at else ()) if cached < length < len(row)})
@@ -252,8 +257,7 @@ def _store(
                     ids=tuple(row[:length]),
                     parent=parent if start > 0 else None,
                     start=start,
-                    keys=[k[r, :, offset + start : offset + length].clone() for k, _ in layers],
-                    values=[v[r, :, offset + start : offset + length].clone() for _, v in layers],
+                    kv=stacked[:, :, r, :, offset + start : offset + length].clone(),
                 )
                 prefix_cache.put(existing, hashes[r][length - 1])
             parent, start = existing, length

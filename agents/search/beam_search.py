@@ -21,7 +21,7 @@ from agents.search.budget import Budget
 from agents.search.ledger import Ledger
 from agents.search.proposals import propose_children
 from agents.search.sampling import SamplingOptions
-from agents.search.scheduler import run_rounds
+from agents.search.scheduler import forgetting, run_rounds
 from agents.search.traces import is_finished
 from agents.search.voting import ANSWER_MODES
 from reasoning_gym import EpisodeLimits, Problem, ReasoningState
@@ -101,7 +101,8 @@ class BeamSearch:
                     ledger.close(i)
             return [i for i in running if not ledger.open(i)]
 
-        run_rounds(len(problems), active, ledger.begin, advance, on_done)
+        done = forgetting((self.policy, self.value), problems, on_done)  # cached prefixes go with the problem
+        run_rounds(len(problems), active, ledger.begin, advance, done)
         return [
             choose(ledger, i, roots[i], [s for s, _ in beam], [v for _, v in beam], self.config.answer_mode)
             for i, beam in enumerate(beams)

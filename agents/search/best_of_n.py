@@ -24,7 +24,7 @@ from agents.search.agent import SearchResult, choose
 from agents.search.budget import Budget
 from agents.search.ledger import Ledger
 from agents.search.sampling import SolutionSamplingOptions, close_sampled, sample_round
-from agents.search.scheduler import run_rounds
+from agents.search.scheduler import forgetting, run_rounds
 from agents.search.traces import prefixes
 from agents.search.voting import ANSWER_MODES
 from reasoning_gym import EpisodeLimits, Problem, ReasoningState
@@ -87,7 +87,8 @@ class BestOfN:
                 scores[i].extend(new_scores)
             return close_sampled(ledger, running, drawn, config.max_samples)
 
-        run_rounds(len(problems), active, ledger.begin, advance, on_done)
+        done = forgetting((self.policy, self.value), problems, on_done)  # cached prefixes go with the problem
+        run_rounds(len(problems), active, ledger.begin, advance, done)
         return [choose(ledger, i, roots[i], traces[i], scores[i], config.answer_mode) for i in range(len(problems))]
 
     def _score(

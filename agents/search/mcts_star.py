@@ -67,7 +67,7 @@ from agents.search.agent import SearchResult, choose
 from agents.search.budget import Budget
 from agents.search.ledger import Ledger
 from agents.search.proposals import ProposalRequest, propose_children
-from agents.search.scheduler import run_rounds
+from agents.search.scheduler import forgetting, run_rounds
 from agents.search.sampling import SamplingOptions
 from agents.search.traces import is_finished
 from agents.search.tree import NO_PARENT, ROOT, Tree
@@ -311,7 +311,8 @@ class MCTSStar:
                     ledger.close(i)
             return [i for i in running if not ledger.open(i)]
 
-        run_rounds(len(problems), active, ledger.begin, advance, on_done)
+        done = forgetting((self.policy, self.value), problems, on_done)  # cached prefixes go with the problem
+        run_rounds(len(problems), active, ledger.begin, advance, done)
         return [self.result(ledger, i, tree, solved[i], reasons[i]) for i, tree in enumerate(trees)]
 
     def widen_unless_fruitless(self, fruitless: dict[int, int]) -> Widen | None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from reasoning_gym import Problem
+
 Advance = Callable[[Sequence[int]], Sequence[int]]
 """One round for the problems in play (their indices, in queue order) -> those that finished."""
 
@@ -52,3 +54,19 @@ def run_rounds(
                 if problem in finished:
                     on_done(problem)
         running = [problem for problem in running if problem not in finished]
+
+
+def forgetting(
+    models: Sequence[object], problems: Sequence[Problem], on_done: Callable[[int], None] | None
+) -> Callable[[int], None]:
+    """An `on_done` that first lets each model that can (`forget(problem)`, e.g. `HFPolicy`'s
+    prefix cache) drop what it cached for the finished problem, then calls `on_done`."""
+    forgets = [forget for forget in (getattr(model, "forget", None) for model in models) if callable(forget)]
+
+    def done(problem: int) -> None:
+        for forget in forgets:
+            forget(problems[problem])
+        if on_done is not None:
+            on_done(problem)
+
+    return done

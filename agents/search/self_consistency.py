@@ -14,7 +14,7 @@ from agents.search.agent import SearchResult, choose
 from agents.search.budget import Budget
 from agents.search.ledger import Ledger
 from agents.search.sampling import SolutionSamplingOptions, close_sampled, sample_round
-from agents.search.scheduler import run_rounds
+from agents.search.scheduler import forgetting, run_rounds
 from reasoning_gym import EpisodeLimits, Problem, ReasoningState
 
 
@@ -50,5 +50,6 @@ class SelfConsistency:
                 traces[i].extend(new)
             return close_sampled(ledger, running, drawn, config.max_samples)
 
-        run_rounds(len(problems), active, ledger.begin, advance, on_done)
+        done = forgetting((self.policy,), problems, on_done)  # cached prefixes go with the problem
+        run_rounds(len(problems), active, ledger.begin, advance, done)
         return [choose(ledger, i, roots[i], traces[i], [1.0] * len(traces[i]), "vote") for i in range(len(problems))]
