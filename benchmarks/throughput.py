@@ -711,7 +711,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         ax.plot([r["trees"] for r in rows], [r["completion_tokens_per_second"] for r in rows], "o-", label=name)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("trees at once (ceiling batch = trees x branch rows)")
+    ax.set_xlabel("trees at once (ceiling batch: trees x samples per call)")
     ax.set_ylabel("completion tokens/s of wall time")
     ax.set_title("Generation rate against the ceiling")
     ax.legend(fontsize=8)
