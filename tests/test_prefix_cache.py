@@ -179,3 +179,31 @@ def test_a_finished_problem_takes_its_prefixes_with_it(model, tokenizer):
     assert again.prompt_tokens == [1]  # a cached prompt: only its last token is computed
     fresh = policy.propose_steps([states[0]], 1, SamplingConfig(temperature=0, max_new_tokens=6))
     assert fresh.prompt_tokens[0] > 1  # forgotten: read again
+
+
+def test_steps_the_policy_wrote_are_weighed_out_without_reading_them_again(model, tokenizer):
+    cached = HFPolicy(model, tokenizer, HFPolicyConfig(prompt_format="plain"))
+    plain = HFPolicy(model, tokenizer, HFPolicyConfig(prompt_format="plain", prefix_cache_tokens=0))
+    state = countdown_states()[0]
+    sampling = SamplingConfig(temperature=0.8, seed=2, max_new_tokens=10)
+    first = cached.propose_steps([state], 3, sampling, exclude=[[]])  # asked as a search asks: steps remembered
+    taken = []
+    for text in dict.fromkeys(first.texts[0]):
+        try:
+            taken.append(apply_step(state, text, UNLIMITED).steps[-1])
+        except ValueError:
+            continue
+    assert taken
+    # The remembered log-probabilities are those a plain teacher-forced read gives.
+    prompt = tokenizer(cached.prompt(state, next_step=True))["input_ids"]
+    for key, logs in cached._step_log_probs.items():
+        ids = prompt + list(key[2])
+        with torch.no_grad():
+            expected = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].double() / 0.8, dim=-1)
+        plain_logs = [expected[k - 1, ids[k]].item() for k in range(len(prompt), len(ids))]
+        assert logs == pytest.approx(plain_logs, abs=1e-5)
+    again = SamplingConfig(temperature=0.8, seed=9, max_new_tokens=10)
+    remembered = cached.propose_steps([state], 2, again, exclude=[taken])
+    read_again = plain.propose_steps([state], 2, again, exclude=[taken])
+    assert remembered.texts == read_again.texts
+    assert remembered.prompt_tokens[0] < read_again.prompt_tokens[0]  # nothing was read to weigh them out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import torch
@@ -82,6 +83,8 @@ class HFPolicy:
         self.num_parameters = sum(p.numel() for p in model.parameters())
         tokens = self.config.prefix_cache_tokens
         self.prefix_cache = PrefixCache(tokens) if tokens else None
+        # {(prompt, step, temperature): log-probs of the step's tokens}, for steps this policy wrote
+        self._step_log_probs: OrderedDict[tuple, list[float]] = OrderedDict()
 
     @classmethod
     def from_pretrained(
@@ -96,6 +99,7 @@ class HFPolicy:
         read another run's prompts for free starts with it)."""
         if self.prefix_cache is not None:
             self.prefix_cache.clear()
+        self._step_log_probs.clear()
 
     def forget(self, problem: Problem) -> None:
         """Drop the cached prefixes of `problem`'s prompts (its search is over): every entry
@@ -159,7 +163,9 @@ class HFPolicy:
         rest of what its samples read as reused. Greedy decoding computes each
         prompt once and repeats the text n times. ``taken[i]``: continuations of
         prompt i (written out, stop included) not to sample; reading them to weigh
-        them out costs their tokens.
+        them out costs their tokens, unless this policy wrote them itself at this
+        temperature in a call with `taken` (their log-probabilities are remembered:
+        a search that samples without replacement asks again with them taken).
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
@@ -167,6 +173,7 @@ class HFPolicy:
             torch.manual_seed(sampling.seed)
         copies = 1 if sampling.greedy else n
         stop_ids = [self.tokenizer.eos_token_id, *self._stop_token_ids(stops)]
+        stop_set = set(stop_ids)
         prompt_ids = self._encode(prompts)
         prompt_tokens, reused = [0] * len(prompts), [0] * len(prompts)
         temperature = 1.0 if sampling.greedy else sampling.temperature
@@ -202,13 +209,16 @@ class HFPolicy:
                     return LogitsProcessorList([ExcludeTaken([row_masses[r] for r in rows], 0, temperature), *warpers])
 
                 begin = start if copies == 1 else expand(start, group)  # decoding appends to its cache
-                generated = decode(self.model, begin, processors_for, greedy=sampling.greedy,
-                                   stop_ids=stop_ids, max_new_tokens=sampling.max_new_tokens)  # fmt: skip
+                decoded = decode(self.model, begin, processors_for, greedy=sampling.greedy, stop_ids=stop_ids,
+                                 max_new_tokens=sampling.max_new_tokens,
+                                 log_probs_at=temperature if taken is not None else None)  # fmt: skip
                 calls += 1
-                for row, tokens in enumerate(generated):
+                for row, tokens in enumerate(decoded.tokens):
                     owner = chunk[row // group]
                     completion_tokens[owner] += len(tokens)
                     outputs[owner].append(self.tokenizer.decode(tokens, skip_special_tokens=True))
+                    if decoded.log_probs is not None and tokens and tokens[-1] in stop_set:
+                        self._remember(prompt_ids[owner], tokens, temperature, decoded.log_probs[row])
         texts = [[row[j if copies > 1 else 0] for j in range(n)] for row in outputs]
         return Generation(texts, prompt_tokens, completion_tokens, calls, reused)
 
@@ -229,8 +239,9 @@ class HFPolicy:
         A taken text whose tokens this policy could not generate (no stop at its
         end, a stop before it, longer than `max_new_tokens`, or a prompt that
         tokenizes differently in front of it) is left out: the caller's duplicate
-        filter still catches it. Adds the tokens read to `prompt_tokens` and
-        `reused` (the prompt comes from the prefix cache after its first read).
+        filter still catches it. A text this policy wrote itself (`_remember`) is
+        not read again. Adds the tokens read to `prompt_tokens` and `reused` (the
+        prompt comes from the prefix cache after its first read).
         """
         stop_set = set(stop_ids)
         rows: list[tuple[int, list[int], int]] = []  # (prompt, prompt + continuation ids, prompt length)
@@ -245,6 +256,15 @@ class HFPolicy:
             rows.append((p, ids, len(head)))
         sequences: list[list[list[int]]] = [[] for _ in prompt_ids]
         log_probabilities: list[list[list[float]]] = [[] for _ in prompt_ids]
+        unread = []
+        for p, ids, head in rows:
+            known = self._step_log_probs.get(_step_key(prompt_ids[p], ids[head:], temperature))
+            if known is None:
+                unread.append((p, ids, head))
+            else:
+                sequences[p].append(ids[head:])
+                log_probabilities[p].append(known)
+        rows = unread
         pad = self.tokenizer.pad_token_id
         for first in range(0, len(rows), self.config.batch_size):
             chunk = rows[first : first + self.config.batch_size]
@@ -264,8 +284,25 @@ class HFPolicy:
                 reused[p] += result.reused[row]
         return [taken_masses(s, q) for s, q in zip(sequences, log_probabilities)]
 
+    def _remember(self, prompt: list[int], tokens: list[int], temperature: float, log_probs: list[float]) -> None:
+        """Keep the log-probabilities of a step this policy wrote (least recently used go first)."""
+        if self.prefix_cache is None:
+            return  # with reuse off every taken step is read again, as the plain path does
+        self._step_log_probs[_step_key(prompt, tokens, temperature)] = log_probs
+        while len(self._step_log_probs) > _REMEMBERED_STEPS:
+            self._step_log_probs.popitem(last=False)
+
     def _stop_token_ids(self, stops: tuple[str, ...]) -> list[int]:
         """Every vocabulary id whose text contains one of `stops` (memoised per stop tuple)."""
         if stops not in self._stop_ids:
             self._stop_ids[stops] = [i for i, text in enumerate(self._vocabulary) if any(s in text for s in stops)]
         return self._stop_ids[stops]
+
+
+_REMEMBERED_STEPS = 50_000  # steps whose log-probabilities `HFPolicy` keeps (a few MB)
+
+
+def _step_key(prompt: list[int], step: list[int], temperature: float) -> tuple:
+    """Where a step's log-probabilities are kept: the prompt by its length and hash (a 64-bit
+    collision would only weigh the wrong step out; the duplicate filter still holds)."""
+    return len(prompt), hash(tuple(prompt)), tuple(step), temperature
