@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -66,7 +66,9 @@ class HFPolicy:
     solutions of a task with more stops than the newline are sampled step by
     step (`agents.models.stepwise`). Steps proposed with `exclude` are sampled
     without replacement (`agents.models.exclusion`): the policy's distribution
-    over whole steps with the excluded ones taken out.
+    over whole steps with the excluded ones taken out. Prompts are read through a
+    prefix cache (`agents.models.prefix_cache`) and decoded token by token
+    (`agents.models.decoding`): what an earlier call read is not computed again.
     """
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: HFPolicyConfig | None = None):
