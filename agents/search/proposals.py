@@ -10,12 +10,13 @@ twice). Each rejected proposal is asked again, up to `retries` times.
 
 With `without_replacement`, steps are drawn one per state per call, up to
 ``n + retries`` calls, and every call names the steps already taken at the
-state (its siblings, its own steps and the proposals found so far); a policy
-that can sample without them does (`HFPolicy`), so no token is spent on a
-repeat. (Two samples drawn side by side in one call could repeat each other.)
-Naming the state's own steps costs a model pass per call (the policy wrote them
-at other states), and pays: without it MCTS* at 8x and 16x lost 3-5 points on
-Countdown, where the policy often proposes a move it already made.
+state (its siblings and the proposals found so far); a policy that can sample
+without them does (`HFPolicy`), so no token is spent on a repeat. (Two samples
+drawn side by side in one call could repeat each other.) A step already on the
+state's path is not named, only filtered: the policy wrote it at another state,
+so weighing it out costs a model pass per call, and on Countdown the policy
+proposed none of its path steps again in 1,287 proposals (MCTS* at 16x, 100
+puzzles).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def propose_children(
             break
         exclude = None
         if without_replacement:
-            exclude = [(*requests[k][2], *requests[k][1].steps, *(c.steps[-1] for c in children[k])) for k in asked]
+            exclude = [(*requests[k][2], *(c.steps[-1] for c in children[k])) for k in asked]
         texts = ledger.propose_steps(policy, [requests[k][:2] for k in asked], per_row, sampling, exclude)
         for k, row in zip(asked, texts):
             for text in row or ():
