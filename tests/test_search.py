@@ -258,6 +258,16 @@ def test_without_replacement_draws_one_step_per_call_naming_the_steps_already_ta
     assert [(call.n, call.exclude) for call in reference.calls] == [(2, None), (2, None)]
 
 
+def test_a_deeper_ask_names_the_nodes_steps_not_the_steps_on_its_path():
+    # The path's steps are filtered, not named: the policy wrote them at other states.
+    steps = {(): ["3 + 4 = 7"], ("3 + 4 = 7",): ["3 + 4 = 7", "7 * 2 = 14"]}
+    policy = ScriptedPolicy(steps)
+    agent = mcts(policy, ScriptedPRM(), iterations=2, branch=1, roll_forward_steps=0, without_replacement=True)
+    tree = agent.solve([TOY], Budget())[0].tree
+    assert [call.exclude for call in policy.calls] == [[()], [()], [()]]  # the repeat was asked again
+    assert tree.step(tree.children[tree.children[0][0]][0]) == "7 * 2 = 14"
+
+
 def test_widening_by_value_asks_for_new_steps_when_the_children_are_worth_less_than_a_fresh_one():
     # Root children A .3 and B .1; A is expanded (B1, B2 .05) and backs up .05. Iteration 3, root
     # N = 2: a fresh root step, worth the children's mean PRM score .2 and one expansion old,
