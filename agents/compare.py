@@ -421,7 +421,7 @@ def run_line(
 def _run(
     agent: Any, problems: Sequence[Problem], budget: Budget, config: CompareConfig, models: tuple, bar: Any = None
 ) -> dict[str, Any]:
-    """Solve every problem in lockstep batches; per-run figures, and per problem: ``correct`` (0/1),
+    """Solve every problem, `batch_size` in play at once; per-run figures, and per problem: ``correct`` (0/1),
     ``answers``, ``problem_tokens`` (completion tokens) and ``traces`` (the chosen steps, one per line;
     kept in memory for W&B, not written by `write_json`)."""
     policy_params = int(models[0].num_parameters)

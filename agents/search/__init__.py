@@ -1,7 +1,8 @@
 """Search agents at an equal budget: MCTS*, beam search, Best-of-N, self-consistency, CoT.
 
-One algorithm per file; every agent solves a batch of problems in lockstep
-under a per-problem `Budget` and returns `SearchResult`s (see `agent.py`).
+One algorithm per file; every agent solves many problems at once in rounds
+(`active` of them in play, refilled as they finish: `scheduler.py`) under a
+per-problem `Budget` and returns `SearchResult`s (see `agent.py`).
 """
 
 from agents.search.agent import SearchAgent, SearchResult, play_episode
