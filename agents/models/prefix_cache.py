@@ -173,7 +173,7 @@ def read(
         pad_id: the token id put in padding (masked out).
     """
     batch = len(rows)
-    hashes = [prefix_hashes(row) for row in rows]
+    hashes = [prefix_hashes(row) if prefix_cache is not None else [] for row in rows]  # only to look up and store
     limits = [len(row) - 1 for row in rows] if reuse_up_to is None else list(reuse_up_to)
     found: list[tuple[_Entry | None, int]] = []
     for row, row_hashes, limit in zip(rows, hashes, limits):
@@ -245,7 +245,7 @@ def _store(
     store_at: Sequence[set[int]] | None,
 ) -> None:
     """Store each row whole and at its `store_at` lengths, as a chain of deltas from its cached prefix."""
-    stacked = torch.stack([torch.stack((layer.keys, layer.values)) for layer in kv.layers])  # [L, 2, B, H, W, D]
+    stacked: torch.Tensor | None = None  # the batch's KV as one [L, 2, B, H, W, D] tensor, once a new entry needs it
     for r, (row, (parent, cached)) in enumerate(zip(rows, found)):
         offset = total - len(row)  # the column of the row's position 0
         lengths = sorted({length for length in (store_at[r] if store_at else ()) if cached < length < len(row)})
@@ -253,6 +253,8 @@ def _store(
         for length in [*lengths, len(row)]:
             existing = prefix_cache.get(row[:length], hashes[r])
             if existing is None:
+                if stacked is None:
+                    stacked = torch.stack([torch.stack((layer.keys, layer.values)) for layer in kv.layers])
                 existing = _Entry(
                     ids=tuple(row[:length]),
                     parent=parent if start > 0 else None,
