@@ -197,7 +197,8 @@ def make_env(
     return CandidateChoiceEnv(text_env, policy, value, choice)
 
 
-def run(config: PPOChoiceConfig) -> dict[str, Any]:
+def run(config: PPOChoiceConfig, progress: bool = True) -> dict[str, Any]:
+    """Train PPO per seed, evaluate every chooser; `progress` shows SB3's bar over each PPO run."""
     path = Path(config.bootstrap) if Path(config.bootstrap).exists() else ROOT / config.bootstrap
     base = from_dict(BootstrapConfig, load_yaml(path), config.bootstrap)
     policy, value, models = load_models(config, base)
@@ -214,7 +215,7 @@ def run(config: PPOChoiceConfig) -> dict[str, Any]:
             learning_rate=config.learning_rate, ent_coef=config.ent_coef, gamma=config.gamma,
             seed=seed, device="cpu", verbose=0,
         )  # fmt: skip
-        model.learn(config.timesteps)
+        model.learn(config.timesteps, progress_bar=progress)
         episodes = list(model.ep_info_buffer)  # the last (up to 100) training episodes
         training.append({
             "seed": seed, "timesteps": model.num_timesteps, "seconds": round(time.time() - started, 1),
@@ -295,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=defaults.temperature)
     parser.add_argument("--tiny-random", action="store_true", help="untrained tiny models (plumbing check only)")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar over PPO training")
     args = parser.parse_args(argv)
     config = dataclasses.replace(
         defaults, bootstrap=args.config, level=args.level, timesteps=args.timesteps, train_problems=args.train_problems,
@@ -302,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         tiny_random=args.tiny_random,
     )  # fmt: skip
     started = time.time()
-    result = run(config)
+    result = run(config, progress=not args.no_progress)
     result["wall_seconds"] = round(time.time() - started, 1)
     print(format_table(result))
     write_json_atomically(args.out, result)

@@ -1,0 +1,37 @@
+"""benchmarks/ppo_choice.py end to end on tiny random models: PPO trains, every chooser plays the same problems."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+from tests.conftest import REPO_ROOT
+
+
+def load_benchmark(monkeypatch):
+    spec = importlib.util.spec_from_file_location("ppo_choice", REPO_ROOT / "benchmarks" / "ppo_choice.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses resolve their annotations there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ppo_choice_smoke(tmp_path, capsys, monkeypatch):
+    module = load_benchmark(monkeypatch)
+    out = tmp_path / "ppo.json"
+    argv = ["--tiny-random", "--timesteps", "16", "--train-problems", "4", "--problems", "3", "--seeds", "0", "1",
+            "--no-progress", "--out", str(out)]  # fmt: skip
+    assert module.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert [run["timesteps"] for run in result["training"]] == [16, 16]
+    assert [row["chooser"] for row in result["aggregates"]] == ["random", "prm_greedy", "ppo", "oracle"]
+    for row in result["aggregates"]:
+        assert 0 <= row["ci_low"] <= row["accuracy"] <= row["ci_high"] <= 1
+        assert set(row["accuracy_by_seed"]) == {"0", "1"} and row["completion_tokens_per_problem"] > 0
+    for name, by_seed in result["runs"].items():
+        for seed, run in by_seed.items():
+            assert [r["problem_id"] for r in run["rows"]] == result["problems"]["ids"], (name, seed)
+    ppo = next(row for row in result["aggregates"] if row["chooser"] == "ppo")
+    assert 0 <= ppo["greedy_agreement"] <= 1
+    assert "| ppo |" in capsys.readouterr().out
