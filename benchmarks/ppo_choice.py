@@ -17,7 +17,8 @@ candidates:
 Every chooser of one seed replays problem i with the same environment seed, so the
 first turn's candidates are identical across choosers. Accuracy comes with a 95%
 percentile bootstrap interval over problems, each resampled problem keeping all its
-seeds (`agents.compare.confidence_interval`).
+seeds (`agents.compare.confidence_interval`). Each finished seed is kept under
+``--checkpoints`` (runs/ppo_choice/), so an interrupted run resumes seed by seed.
 
     .venv/bin/python benchmarks/ppo_choice.py                            # full run, see README
     .venv/bin/python benchmarks/ppo_choice.py --timesteps 64 --problems 5 --seeds 0 --out /tmp/ppo.json
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -45,7 +47,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from stable_baselines3 import PPO  # noqa: E402
 
-from agents.artifacts import write_json_atomically  # noqa: E402
+from agents.artifacts import fingerprint, write_json_atomically  # noqa: E402
 from agents.compare import confidence_interval  # noqa: E402
 from agents.config import from_dict, load_yaml  # noqa: E402
 from agents.integrations.sb3_env import (  # noqa: E402
@@ -61,6 +63,7 @@ from reasoning_gym.sources.base import source_kwargs  # noqa: E402
 
 CONFIG = ROOT / "configs" / "countdown" / "bootstrap.yaml"
 OUT = ROOT / "benchmarks" / "results" / "countdown" / "ppo_choice.json"
+CHECKPOINTS = ROOT / "runs" / "ppo_choice"  # one JSON per finished seed (git-ignored)
 PRM, VALID = CANDIDATE_FEATURES.index("prm"), CANDIDATE_FEATURES.index("valid")
 
 
@@ -197,39 +200,59 @@ def make_env(
     return CandidateChoiceEnv(text_env, policy, value, choice)
 
 
-def run(config: PPOChoiceConfig, progress: bool = True) -> dict[str, Any]:
-    """Train PPO per seed, evaluate every chooser; `progress` shows SB3's bar over each PPO run."""
+def run_seed(
+    config: PPOChoiceConfig, seed: int, train_env: CandidateChoiceEnv, test_env: CandidateChoiceEnv, progress: bool
+) -> dict[str, Any]:
+    """Train PPO with `seed`, then play the test problems with every chooser: {"training", "outcomes"}."""
+    started = time.time()
+    n_steps = min(config.n_steps, config.timesteps)
+    model = PPO(
+        "MlpPolicy", train_env, n_steps=n_steps, batch_size=min(config.batch_size, n_steps),
+        learning_rate=config.learning_rate, ent_coef=config.ent_coef, gamma=config.gamma,
+        seed=seed, device="cpu", verbose=0,
+    )  # fmt: skip
+    model.learn(config.timesteps, progress_bar=progress)
+    episodes = list(model.ep_info_buffer)  # the last (up to 100) training episodes
+    training = {
+        "seed": seed, "timesteps": model.num_timesteps, "seconds": round(time.time() - started, 1),
+        "last_episodes_mean_reward": float(np.mean([e["r"] for e in episodes])) if episodes else None,
+    }  # fmt: skip
+    choosers: dict[str, Chooser] = {"random": random_chooser(seed), "prm_greedy": prm_greedy, "ppo": ppo_chooser(model)}
+    if get_task(test_env.text_env.problems[0].task).has_oracle:
+        choosers["oracle"] = oracle_choice
+    outcomes = {}
+    for name, choose in choosers.items():
+        started = time.time()
+        outcomes[name] = evaluate(test_env, choose, seed, greedy_agreement=name == "ppo")
+        outcomes[name]["seconds"] = round(time.time() - started, 1)
+    return {"training": training, "outcomes": outcomes}
+
+
+def run(config: PPOChoiceConfig, progress: bool = True, checkpoints: Path | None = None) -> dict[str, Any]:
+    """Train PPO per seed, evaluate every chooser; `progress` shows SB3's bar over each PPO run.
+
+    With `checkpoints`, each finished seed is written there (keyed by the config without
+    its seed list) and a rerun reuses it, so a long run resumes seed by seed.
+    """
     path = Path(config.bootstrap) if Path(config.bootstrap).exists() else ROOT / config.bootstrap
     base = from_dict(BootstrapConfig, load_yaml(path), config.bootstrap)
     policy, value, models = load_models(config, base)
     train_env = make_env(config, base, "train", config.train_problems, policy, value)
     test_env = make_env(config, base, "test", config.problems, policy, value)
-    planning = get_task(test_env.text_env.problems[0].task).has_oracle
-    n_steps = min(config.n_steps, config.timesteps)
+    key = fingerprint({**dataclasses.asdict(config), "seeds": None})
     outcomes: dict[str, dict[int, dict[str, Any]]] = {}
     training = []
     for seed in config.seeds:
-        started = time.time()
-        model = PPO(
-            "MlpPolicy", train_env, n_steps=n_steps, batch_size=min(config.batch_size, n_steps),
-            learning_rate=config.learning_rate, ent_coef=config.ent_coef, gamma=config.gamma,
-            seed=seed, device="cpu", verbose=0,
-        )  # fmt: skip
-        model.learn(config.timesteps, progress_bar=progress)
-        episodes = list(model.ep_info_buffer)  # the last (up to 100) training episodes
-        training.append({
-            "seed": seed, "timesteps": model.num_timesteps, "seconds": round(time.time() - started, 1),
-            "last_episodes_mean_reward": float(np.mean([e["r"] for e in episodes])) if episodes else None,
-        })  # fmt: skip
-        choosers: dict[str, Chooser] = {
-            "random": random_chooser(seed), "prm_greedy": prm_greedy, "ppo": ppo_chooser(model)
-        }
-        if planning:
-            choosers["oracle"] = oracle_choice
-        for name, choose in choosers.items():
-            started = time.time()
-            result = evaluate(test_env, choose, seed, greedy_agreement=name == "ppo")
-            result["seconds"] = round(time.time() - started, 1)
+        saved = checkpoints / f"seed{seed}-{key}.json" if checkpoints else None
+        if saved is not None and saved.is_file():
+            done = json.loads(saved.read_text(encoding="utf-8"))
+            print(f"seed {seed}: reusing {saved}", flush=True)
+        else:
+            done = run_seed(config, seed, train_env, test_env, progress)
+            if saved is not None:
+                write_json_atomically(saved, done)
+        training.append(done["training"])
+        for name, result in done["outcomes"].items():
             outcomes.setdefault(name, {})[seed] = result
         print(f"seed {seed}: trained {training[-1]['seconds']} s; "
               + ", ".join(f"{name} {np.mean([r['correct'] for r in by_seed[seed]['rows']]):.3f}"
@@ -297,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny-random", action="store_true", help="untrained tiny models (plumbing check only)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar over PPO training")
+    parser.add_argument("--checkpoints", type=Path, default=CHECKPOINTS, help="finished seeds, reused by a rerun")
     args = parser.parse_args(argv)
     config = dataclasses.replace(
         defaults, bootstrap=args.config, level=args.level, timesteps=args.timesteps, train_problems=args.train_problems,
@@ -304,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         tiny_random=args.tiny_random,
     )  # fmt: skip
     started = time.time()
-    result = run(config, progress=not args.no_progress)
+    result = run(config, progress=not args.no_progress, checkpoints=args.checkpoints)
     result["wall_seconds"] = round(time.time() - started, 1)
     print(format_table(result))
     write_json_atomically(args.out, result)

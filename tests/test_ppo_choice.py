@@ -20,10 +20,16 @@ def load_benchmark(monkeypatch):
 def test_ppo_choice_smoke(tmp_path, capsys, monkeypatch):
     module = load_benchmark(monkeypatch)
     out = tmp_path / "ppo.json"
-    argv = ["--tiny-random", "--timesteps", "16", "--train-problems", "4", "--problems", "3", "--seeds", "0", "1",
-            "--no-progress", "--out", str(out)]  # fmt: skip
-    assert module.main(argv) == 0
+    argv = ["--tiny-random", "--timesteps", "16", "--train-problems", "4", "--problems", "3", "--no-progress",
+            "--checkpoints", str(tmp_path / "seeds"), "--out", str(out)]  # fmt: skip
+    assert module.main([*argv, "--seeds", "1"]) == 0
+    assert len(list((tmp_path / "seeds").glob("seed1-*.json"))) == 1
+    alone = json.loads(out.read_text())
+    assert module.main([*argv, "--seeds", "0", "1"]) == 0  # seed 1 is reused, seed 0 runs
+    printed = capsys.readouterr().out
+    assert "seed 1: reusing" in printed and "seed 0: reusing" not in printed and "| ppo |" in printed
     result = json.loads(out.read_text())
+    assert result["runs"]["ppo"]["1"] == alone["runs"]["ppo"]["1"]
     assert [run["timesteps"] for run in result["training"]] == [16, 16]
     assert [row["chooser"] for row in result["aggregates"]] == ["random", "prm_greedy", "ppo", "oracle"]
     for row in result["aggregates"]:
@@ -34,4 +40,3 @@ def test_ppo_choice_smoke(tmp_path, capsys, monkeypatch):
             assert [r["problem_id"] for r in run["rows"]] == result["problems"]["ids"], (name, seed)
     ppo = next(row for row in result["aggregates"] if row["chooser"] == "ppo")
     assert 0 <= ppo["greedy_agreement"] <= 1
-    assert "| ppo |" in capsys.readouterr().out
