@@ -581,6 +581,14 @@ def test_countdown_exclusion_leaves_out_the_listed_puzzles(tmp_path, form):
     assert list(kept)[:30] == [p for p in base if puzzle_of(p).key not in excluded]
 
 
+def test_countdown_exclusion_of_the_same_walk_looks_past_it():
+    """Excluding the first 1,600 puzzles of a seed's own walk (the self-training set of
+    configs/countdown/self_train_1600_unsolved.yaml) still yields puzzles from that seed."""
+    first = make_source("countdown", split="train", size=1600, seed=1)
+    rest = make_source("countdown", split="train", size=300, seed=1, exclude=first)
+    assert len(rest) == 300 and not keys_of(rest) & keys_of(first)
+
+
 @pytest.mark.parametrize("form", FORMS)
 def test_game24_exclusion_leaves_out_the_listed_puzzles(tmp_path, all_game24, form):
     listed = all_game24[:40]  # puzzles of every split

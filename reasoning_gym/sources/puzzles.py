@@ -305,7 +305,9 @@ def countdown_source(
     share = 1.0 if split is None else dict(zip(SPLITS, fractions))[split]
     if share <= 0:
         raise ValueError(f"split {split!r} has fraction 0 in {tuple(fractions)}; it can hold no problems")
-    limit = int(size / share * 4) + 2000
+    # The walk also passes every excluded puzzle it meets (a training set that excludes the
+    # first puzzles of the same seed's walk must look past all of them).
+    limit = int((size + len(excluded)) / share * 4) + 2000
     problems: list[Problem] = []
     seen: set[str] = set()
     for index in range(limit):
