@@ -5,10 +5,13 @@ CoT cost) with value models of known quality: the exact oracle with seeded
 Gaussian noise of growing standard deviation (`NoisyOracleValue`), and the
 learned V_0. Each value model's quality is measured as its AUROC against exact
 solvability on the states of pi_0's own samples of the same problems (pooled and
-among siblings, the choice search makes). Self-Consistency at the same budget is
-run once as the bar to beat.
+among siblings, the choice search makes). Self-Consistency and Best-of-N (V_0) at
+the same budget are run once as the bars to beat. ``--widen-by-value`` charts
+MCTS* with value-based widening (`MCTSStarConfig.widen_by_value`) instead.
 
     .venv/bin/python benchmarks/value_quality.py                 # configs/countdown/compare.yaml
+    .venv/bin/python benchmarks/value_quality.py --widen-by-value --noise 0 0.1 0.2 0.3 0.4 0.5 \
+        --out benchmarks/results/countdown/value_quality_widen.json
 
 Prints a table and writes benchmarks/results/countdown/value_quality.json and a
 PNG of MCTS* accuracy against sibling AUROC.
@@ -42,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="standard deviations of the noisy oracle")  # fmt: skip
     parser.add_argument("--quality-problems", type=int, default=100, help="problems whose pi_0 states measure AUROC")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--widen-by-value", action="store_true", help="MCTS* with value-based widening")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -52,30 +56,36 @@ def main(argv: list[str] | None = None) -> int:
     base = replace(config, budget_multipliers=(args.multiplier,), references=())
     candidates = [(f"noisy oracle sd {noise:g}", NoisyOracleValue(noise, seed=0)) for noise in args.noise]
     candidates.append(("V_0 (learned)", models.value))
+    mcts_agent = dict(base.agents["mcts_star"])
+    mcts_agent["widen_by_value"] = args.widen_by_value or bool(mcts_agent.get("widen_by_value", False))
     rows = []
-    sc = run_comparison(replace(base, agents={"cot": base.agents["cot"], "self_consistency": base.agents["self_consistency"]}),
-                        models.policy, None, progress, problems=problems)  # fmt: skip
-    sc_row = next(row for row in sc["aggregates"] if row["agent"] == "self_consistency")
+    bar_agents = {name: base.agents[name] for name in ("cot", "self_consistency", "best_of_n")}
+    bars = run_comparison(replace(base, agents=bar_agents), models.policy, models.value, progress, problems=problems)
+    sc_row, bon_row = (next(row for row in bars["aggregates"] if row["agent"] == name) for name in bar_agents if name != "cot")
     for name, value in candidates:
         quality = evaluate_value_against_oracle(value, models.policy, problems[: args.quality_problems],
                                                 seed=0, show_progress=progress)  # fmt: skip
-        result = run_comparison(replace(base, agents={"cot": base.agents["cot"], "mcts_star": base.agents["mcts_star"]}),
+        result = run_comparison(replace(base, agents={"cot": base.agents["cot"], "mcts_star": mcts_agent}),
                                 models.policy, value, progress, problems=problems)  # fmt: skip
         mcts = next(row for row in result["aggregates"] if row["agent"] == "mcts_star")
         rows.append({"value": name, "auroc": quality.auroc, "sibling_auroc": quality.sibling_auroc,
                      "auroc_by_depth": quality.by_depth, "mcts_accuracy": mcts["accuracy"],
                      "mcts_ci": [mcts["ci_low"], mcts["ci_high"]], "completion_tokens": mcts["completion_tokens"]})  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
-    print(f"\nMCTS* at {args.multiplier:g}x the CoT cost ({len(problems)} problems x {len(config.seeds)} seeds); "
-          f"Self-Consistency at the same budget: {sc_row['accuracy']:.3f} [{sc_row['ci_low']:.3f}, {sc_row['ci_high']:.3f}]\n")  # fmt: skip
+    print(f"\nMCTS*{' (widen_by_value)' if mcts_agent['widen_by_value'] else ''} at {args.multiplier:g}x the CoT cost "
+          f"({len(problems)} problems x {len(config.seeds)} seeds); at the same budget Self-Consistency "
+          f"{sc_row['accuracy']:.3f} [{sc_row['ci_low']:.3f}, {sc_row['ci_high']:.3f}], Best-of-N (V_0) "
+          f"{bon_row['accuracy']:.3f} [{bon_row['ci_low']:.3f}, {bon_row['ci_high']:.3f}]\n")  # fmt: skip
     print("| value model | AUROC vs solvable | sibling AUROC | MCTS* accuracy | 95% CI |")
     print("|---|---|---|---|---|")
     for row in rows:
         pooled, sibling = (("n/a" if v is None else f"{v:.3f}") for v in (row["auroc"], row["sibling_auroc"]))
         print(f"| {row['value']} | {pooled} | {sibling} | {row['mcts_accuracy']:.3f} "
               f"| [{row['mcts_ci'][0]:.3f}, {row['mcts_ci'][1]:.3f}] |")  # fmt: skip
+    bar = ("accuracy", "ci_low", "ci_high", "completion_tokens")
     data = {"config": str(args.config), "multiplier": args.multiplier, "problems": len(problems), "seeds": list(config.seeds),
-            "self_consistency": {k: sc_row[k] for k in ("accuracy", "ci_low", "ci_high", "completion_tokens")}, "rows": rows}  # fmt: skip
+            "widen_by_value": mcts_agent["widen_by_value"], "self_consistency": {k: sc_row[k] for k in bar},
+            "best_of_n": {k: bon_row[k] for k in bar}, "rows": rows}  # fmt: skip
     write_json_atomically(args.out, data)
     plot(data, args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
@@ -98,12 +108,15 @@ def plot(data: dict, path: Path) -> None:
         ax.errorbar([x], [row["mcts_accuracy"]], yerr=[[row["mcts_accuracy"] - low], [high - row["mcts_accuracy"]]],
                     marker="*" if learned else "o", markersize=10 if learned else 6, capsize=3,
                     color="tab:red" if learned else "tab:blue", label=row["value"] if learned else None)  # fmt: skip
-    sc = data["self_consistency"]
-    ax.axhspan(sc["ci_low"], sc["ci_high"], color="tab:gray", alpha=0.2)
-    ax.axhline(sc["accuracy"], color="tab:gray", linestyle="--", label="Self-Consistency (same budget)")
+    bar_styles = (("self_consistency", "Self-Consistency", "tab:gray"), ("best_of_n", "Best-of-N (V_0)", "tab:green"))
+    for key, label, color in bar_styles:
+        if key in data:
+            bar = data[key]
+            ax.axhspan(bar["ci_low"], bar["ci_high"], color=color, alpha=0.15)
+            ax.axhline(bar["accuracy"], color=color, linestyle="--", label=f"{label} (same budget)")
     ax.set_xlabel("value model AUROC among siblings (vs exact solvability)")
     ax.set_ylabel(f"MCTS* accuracy at {data['multiplier']:g}x")
-    ax.set_title("How good must the value model be?")
+    ax.set_title("How good must the value model be?" + (" (widen_by_value)" if data.get("widen_by_value") else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
