@@ -232,14 +232,15 @@ def run(config: PPOChoiceConfig, progress: bool = True, checkpoints: Path | None
     """Train PPO per seed, evaluate every chooser; `progress` shows SB3's bar over each PPO run.
 
     With `checkpoints`, each finished seed is written there (keyed by the config without
-    its seed list) and a rerun reuses it, so a long run resumes seed by seed.
+    its seed list and by the model folders) and a rerun reuses it, so a long run resumes
+    seed by seed; delete the folder to run every seed again after changing the code.
     """
     path = Path(config.bootstrap) if Path(config.bootstrap).exists() else ROOT / config.bootstrap
     base = from_dict(BootstrapConfig, load_yaml(path), config.bootstrap)
     policy, value, models = load_models(config, base)
     train_env = make_env(config, base, "train", config.train_problems, policy, value)
     test_env = make_env(config, base, "test", config.problems, policy, value)
-    key = fingerprint({**dataclasses.asdict(config), "seeds": None})
+    key = fingerprint({**dataclasses.asdict(config), "seeds": None, "models": models})  # rebuilt models: a new key
     outcomes: dict[str, dict[int, dict[str, Any]]] = {}
     training = []
     for seed in config.seeds:
