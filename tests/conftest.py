@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_benchmark(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` (a script, not a package module) for the duration of one test.
+
+    It is registered in ``sys.modules`` while it runs, since dataclasses with postponed
+    annotations look their module up there; `monkeypatch` removes it afterwards.
+    """
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
 
 
 def shared_data_dir() -> Path:

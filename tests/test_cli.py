@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import shutil
@@ -12,7 +11,7 @@ import pytest
 import yaml
 
 from agents.cli import main
-from tests.conftest import REPO_ROOT
+from tests.conftest import load_benchmark
 
 MCTS = {"max_new_tokens": 6, "branch": 2, "roll_forward_steps": 1, "max_retries": 0, "iterations": 4, "seed": 0}
 
@@ -100,10 +99,8 @@ def test_compare_rejects_a_wrong_config_key(tmp_path, capsys, data, key):
     assert key in err and "bad.yaml" in err and err.startswith("rest-mcts: error:")
 
 
-def test_benchmark_script_rejects_a_wrong_config_key(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("search_vs_budget", REPO_ROOT / "benchmarks" / "search_vs_budget.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_benchmark_script_rejects_a_wrong_config_key(tmp_path, capsys, monkeypatch):
+    module = load_benchmark("search_vs_budget", monkeypatch)
     config = write_yaml(tmp_path / "bad.yaml", {"seeds": [0], "budget_multiplierz": [1]})
     assert module.main(["--config", config, "--out", str(tmp_path / "x.json")]) == 2
     assert "budget_multiplierz" in capsys.readouterr().err

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
-from tests.conftest import REPO_ROOT
-
-
-def load_benchmark(monkeypatch):
-    spec = importlib.util.spec_from_file_location("ppo_choice", REPO_ROOT / "benchmarks" / "ppo_choice.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses resolve their annotations there
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_benchmark
 
 
 def test_ppo_choice_smoke(tmp_path, capsys, monkeypatch):
-    module = load_benchmark(monkeypatch)
+    module = load_benchmark("ppo_choice", monkeypatch)
     out = tmp_path / "ppo.json"
     argv = ["--tiny-random", "--timesteps", "16", "--train-problems", "4", "--problems", "3", "--no-progress",
             "--checkpoints", str(tmp_path / "seeds"), "--out", str(out)]  # fmt: skip

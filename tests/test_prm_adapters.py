@@ -8,7 +8,6 @@ out the model card's (or reference code's) computation plainly and compares.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import string
@@ -42,7 +41,7 @@ from agents.models.prm import MathShepherdPRM, QwenPRM, ReSTValueModel, RLHFlowP
 from agents.models.prm.presets import VALUE_KINDS, read_value_preset
 from agents.models.prompted_value import PromptedValue
 from reasoning_gym import Problem, ReasoningState
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_benchmark
 
 TINY = dict(
     hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -594,22 +593,15 @@ def test_real_model_configs_parse_without_a_gpu():
         assert read_value_preset(value).kind in VALUE_KINDS
 
 
-def real_models_benchmark():
-    spec = importlib.util.spec_from_file_location("real_models", REPO_ROOT / "benchmarks" / "real_models.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_real_models_benchmark_exits_with_a_message_without_cuda(monkeypatch, capsys):
-    benchmark = real_models_benchmark()
+    benchmark = load_benchmark("real_models", monkeypatch)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert benchmark.main(["--problems", "2"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
 
 
-def test_real_models_benchmark_names_a_policy_server_that_does_not_answer(tmp_path):
-    benchmark = real_models_benchmark()
+def test_real_models_benchmark_names_a_policy_server_that_does_not_answer(tmp_path, monkeypatch):
+    benchmark = load_benchmark("real_models", monkeypatch)
     preset = tmp_path / "server.yaml"
     preset.write_text("policy:\n  backend: openai\n  base_url: http://127.0.0.1:9/v1\n  model: m\n", encoding="utf-8")
     problem = benchmark.server_problem(str(preset))

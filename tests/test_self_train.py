@@ -326,14 +326,10 @@ def test_cli_resumes_a_finished_run_and_prints_the_table(tmp_path, reference_run
     )
 
 
-def test_benchmark_runs_each_method_and_writes_table_json_and_plot(tmp_path, start_models, capsys):
-    import importlib.util
+def test_benchmark_runs_each_method_and_writes_table_json_and_plot(tmp_path, start_models, capsys, monkeypatch):
+    from tests.conftest import load_benchmark
 
-    from tests.conftest import REPO_ROOT
-
-    spec = importlib.util.spec_from_file_location("self_training", REPO_ROOT / "benchmarks" / "self_training.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("self_training", monkeypatch)
     path = tmp_path / "bench.yaml"
     path.write_text(yaml.safe_dump(config_data(tmp_path / "unused", "rest_mcts", start_models)))
     out = tmp_path / "results" / "self_training.json"

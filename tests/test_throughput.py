@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import load_benchmark
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("throughput", REPO_ROOT / "benchmarks" / "throughput.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_throughput_smoke(tmp_path, model_dirs, capsys):
-    module = load_benchmark()
+def test_throughput_smoke(tmp_path, model_dirs, capsys, monkeypatch):
+    module = load_benchmark("throughput", monkeypatch)
     policy, value = model_dirs
     out = tmp_path / "throughput.json"
     argv = ["--policy", policy, "--value", value, "--device", "cpu", "--problems", "3", "--cot-problems", "3", "--trees", "1", "3",

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import yaml
 
-from tests.conftest import REPO_ROOT
-
-
-def load_benchmark(monkeypatch):
-    spec = importlib.util.spec_from_file_location("value_quality", REPO_ROOT / "benchmarks" / "value_quality.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import REPO_ROOT, load_benchmark
 
 
 def test_value_quality_smoke(tmp_path, model_dirs, monkeypatch):
-    module = load_benchmark(monkeypatch)
+    module = load_benchmark("value_quality", monkeypatch)
     policy, value = model_dirs
     config = yaml.safe_load((REPO_ROOT / "configs" / "countdown" / "compare.yaml").read_text(encoding="utf-8"))
     config["problems"]["size"] = 3
