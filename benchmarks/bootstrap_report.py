@@ -1,4 +1,4 @@
-"""Bootstrap report: pi_0 / V_0 quality and speed over several seeds.
+r"""Bootstrap report: pi_0 / V_0 quality and speed over several seeds.
 
 For each seed: build (or reuse) pi_0 and V_0 with `rest-mcts bootstrap`'s config,
 then measure on held-out test problems of the config's source greedy accuracy,

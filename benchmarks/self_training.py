@@ -1,4 +1,4 @@
-"""Self-training benchmark: ReST-MCTS* against ReST-EM, Self-Rewarding and weighted NLL.
+r"""Self-training benchmark: ReST-MCTS* against ReST-EM, Self-Rewarding and weighted NLL.
 
 For each seed, builds (or reuses) the bootstrap pi_0 / V_0 of that seed, then runs
 each method for `--iterations` iterations with `SelfTrainer` (same training

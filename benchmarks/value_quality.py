@@ -1,4 +1,4 @@
-"""How good must a value model be for tree search to win? MCTS* accuracy against value quality.
+r"""How good must a value model be for tree search to win? MCTS* accuracy against value quality.
 
 On a planning task (exact state values), MCTS* runs at one budget (default 8x the
 CoT cost) with value models of known quality: the exact oracle with seeded
