@@ -29,6 +29,7 @@ import torch
 
 from agents.config import from_dict, load_yaml
 from agents.evaluation import evaluate_policy, evaluate_value_against_oracle, evaluate_value_model
+from agents.logs import setup_logging
 from agents.training.bootstrap import BootstrapConfig, bootstrap, cached_result
 from reasoning_gym import get_task, make_source
 from reasoning_gym.sources.base import source_kwargs
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--config", help="YAML with BootstrapConfig fields")
     parser.add_argument("--out", default=str(RESULTS / "bootstrap.json"))
     args = parser.parse_args()
+    setup_logging()
 
     base = from_dict(BootstrapConfig, load_yaml(args.config), args.config) if args.config else BootstrapConfig()
     planning = get_task(base.task).has_oracle

@@ -56,6 +56,7 @@ from agents.integrations.sb3_env import (  # noqa: E402
     CandidateChoiceEnv,
     split_observation,
 )
+from agents.logs import setup_logging  # noqa: E402
 from agents.models.base import Policy, ValueModel  # noqa: E402
 from agents.training.bootstrap import BootstrapConfig, bootstrap  # noqa: E402
 from reasoning_gym import ReasoningMathEnv, get_task, make_source, steps_to_solve  # noqa: E402
@@ -323,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar over PPO training")
     parser.add_argument("--checkpoints", type=Path, default=CHECKPOINTS, help="finished seeds, reused by a rerun")
     args = parser.parse_args(argv)
+    setup_logging()
     config = dataclasses.replace(
         defaults, bootstrap=args.config, level=args.level, timesteps=args.timesteps, train_problems=args.train_problems,
         problems=args.problems, seeds=tuple(args.seeds), k=args.k, temperature=args.temperature,

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from agents.compare import load_config, run_from_config  # noqa: E402
 from agents.config import ConfigError  # noqa: E402
+from agents.logs import setup_logging  # noqa: E402
 
 CONFIG = ROOT / "configs" / "real" / "compare_qwen_math_1.5b_prm_7b.yaml"
 SMALL_CONFIG = ROOT / "configs" / "real" / "compare_qwen_math_1.5b_skywork_1.5b.yaml"
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--value", help="override models.value (preset YAML configs/prm/*.yaml or PRM folder)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    setup_logging()
 
     import torch
 

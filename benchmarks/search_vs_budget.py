@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from agents.compare import load_config, run_from_config  # noqa: E402
 from agents.config import ConfigError  # noqa: E402
+from agents.logs import setup_logging  # noqa: E402
 
 CONFIG = ROOT / "configs" / "compare.yaml"
 SMOKE_CONFIG = ROOT / "configs" / "compare_smoke.yaml"
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--value", help="override models.value (PRM folder)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    setup_logging()
     config_path = args.config or (SMOKE_CONFIG if args.smoke else CONFIG)
     out = args.out or (RESULTS / "smoke" / "search_vs_budget.json" if args.smoke else RESULTS / "search_vs_budget.json")
     try:

@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from agents.artifacts import write_json_atomically  # noqa: E402
 from agents.config import ConfigError  # noqa: E402
 from agents.evaluation import auroc, grouped_auroc  # noqa: E402
+from agents.logs import setup_logging  # noqa: E402
 from agents.search.mcts_star import MCTSStar  # noqa: E402
 from agents.search.tree import Tree  # noqa: E402
 from agents.training.self_train import (  # noqa: E402
@@ -257,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gain-goal", type=float, default=0.10, help="greedy gain ReST-MCTS* must reach (0.15 on Countdown)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    setup_logging()
     try:
         base = load_config(args.config, show_progress=not args.no_progress)
     except (ConfigError, FileNotFoundError) as error:

@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
+from agents.logs import setup_logging  # noqa: E402
 from agents.models.base import SamplingConfig  # noqa: E402
 from agents.models.presets import build_policy, read_preset, resolve_model  # noqa: E402
 from reasoning_gym import ReasoningState  # noqa: E402
@@ -63,6 +64,7 @@ def timed(call):
 
 def main() -> None:
     args = parse_args()
+    setup_logging()
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = read_preset(args.config)

@@ -106,6 +106,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from agents.compare import agent_options, budget_tokens, load_config, load_models, scaled_options, token_caps  # noqa: E402
 from agents.config import ConfigError, to_dict  # noqa: E402
+from agents.logs import setup_logging  # noqa: E402
 from agents.models.base import Generation, SamplingConfig, Scores  # noqa: E402
 from agents.search import Budget, make_agent  # noqa: E402
 from reasoning_gym import Problem, ReasoningState, grade  # noqa: E402
@@ -811,6 +812,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_logging()
     try:
         result = measure(args)
     except (ConfigError, FileNotFoundError) as error:

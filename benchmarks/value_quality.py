@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from agents.artifacts import write_json_atomically  # noqa: E402
 from agents.compare import load_config, load_models, run_comparison  # noqa: E402
 from agents.evaluation import evaluate_value_against_oracle  # noqa: E402
+from agents.logs import setup_logging  # noqa: E402
 from agents.models.oracle import NoisyOracleValue  # noqa: E402
 
 CONFIG = ROOT / "configs" / "countdown" / "compare.yaml"
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--widen-by-value", action="store_true", help="MCTS* with value-based widening")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    setup_logging()
 
     config = load_config(args.config)
     progress = not args.no_progress
