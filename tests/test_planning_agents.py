@@ -132,6 +132,44 @@ def test_legal_states_are_every_state_legal_moves_reach(puzzles):
     assert set(problem.steps[:1]) <= {s.steps[0] for s in states}
 
 
+def test_target_variants_label_open_states_exactly_and_keep_only_what_keep_accepts(puzzles):
+    from reasoning_gym.sources.puzzles import in_split
+    from reasoning_gym.tasks.countdown import puzzle_of
+
+    problem = puzzles[0]
+    puzzle = puzzle_of(problem)
+    everything = planning_data.target_variants(problem, 60, range(10, 61), lambda _: True, random.Random(0))
+    targets = [puzzle_of(v).target for v in everything]
+    assert len(targets) == len(set(targets)) == 50 and puzzle.target not in targets  # every other target, once
+    assert {puzzle_of(v).numbers for v in everything} == {puzzle.numbers}
+    assert any(not solvable(ReasoningState(v)) for v in everything) and any(solvable(ReasoningState(v)) for v in everything)
+
+    train_only = planning_data.target_variants(problem, 60, range(10, 61), lambda v: in_split(v, "train"), random.Random(0))
+    assert 0 < len(train_only) < len(everything) and all(in_split(puzzle_of(v), "train") for v in train_only)
+    banned = {puzzle_of(v).key for v in train_only[:3]}
+    kept = planning_data.target_variants(problem, 60, range(10, 61), lambda v: in_split(v, "train", frozenset(banned)),
+                                         random.Random(0))  # fmt: skip
+    assert len(kept) == len(train_only) - 3 and not banned & {puzzle_of(v).key for v in kept}
+
+    rows = planning_data.target_variant_rows([problem], 8, range(10, 61), lambda _: True, seed=1, show_progress=False)
+    moves = len(puzzle.numbers) - 1
+    assert rows and all(len(state.steps) < moves for state in rows)  # open states only
+    assert {state.problem.id for state in rows} <= {f"{problem.id}/target-{t}" for t in range(10, 61)}
+    assert len({state.problem.id for state in rows}) == 8
+    # the labels are the oracle's quality values: 0 wherever the variant's target cannot be made
+    assert list(rows.values()) == pytest.approx([oracle_value(state) for state in rows])
+    assert any(v == 0 for v in rows.values()) and any(v > 0 for v in rows.values())
+
+
+def test_bootstrap_target_variants_join_d_v0_and_the_cache_key_only_when_on():
+    config = BootstrapConfig(source="countdown", difficulty="easy", train_problems=10)
+    on = replace(config, planning=replace(config.planning, value_target_variants=2))
+    assert "value_target_variants" not in config.value_key()["planning"]
+    assert on.value_key() != config.value_key() and on.policy_key() == config.policy_key()
+    with pytest.raises(ValueError, match="value_target_variants"):
+        PlanningDataSettings(value_target_variants=-1)
+
+
 def test_proposals_reaching_a_siblings_position_are_duplicates(puzzles):
     from scripted import ScriptedPolicy
 
@@ -174,7 +212,7 @@ TINY = BootstrapConfig(
     source="countdown",
     difficulty="easy",
     train_problems=48,
-    planning=PlanningDataSettings(solutions=2, value_problems=6, value_samples=2, max_new_tokens=40),
+    planning=PlanningDataSettings(solutions=2, value_problems=6, value_samples=2, value_target_variants=1, max_new_tokens=40),
     model=TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=256),
     policy=SFTSettings(max_steps=6, batch_size=8, logging_steps=100, max_length=128),
     value=ValueSettings(max_steps=4, batch_size=8, logging_steps=100, max_length=128),
@@ -197,7 +235,8 @@ def tiny_models(tmp_path_factory):
 def test_planning_bootstrap_builds_from_its_own_samples(tiny_models):
     result, _ = tiny_models
     assert result.policy_manifest["examples"] == 2 * 48  # two solver solutions per puzzle
-    assert result.value_manifest["examples"] > 6  # states of pi_0's samples plus reference prefixes
+    # states of pi_0's samples, reference prefixes and the open states of 48 target variants (some held out)
+    assert result.value_manifest["examples"] > 6 + 48
     assert TINY.task == "countdown" and BootstrapConfig().task == "answer"
     assert TINY.policy_key() != replace(TINY, planning=replace(TINY.planning, solutions=3)).policy_key()
 

@@ -41,6 +41,7 @@ from agents.training.value_training import ValueSettings, train_value_model
 from agents.models.base import SamplingConfig
 from reasoning_gym import ProblemSet, make_source, render_state
 from reasoning_gym.sources.base import source_kwargs
+from reasoning_gym.sources.puzzles import excluded_keys, in_split, resolve_countdown
 
 FORMAT_VERSION = 5  # bump when a change to the code alters what a config builds
 VALUE_FORMAT_VERSION = 3  # bump when a change alters V_0 alone (what the PRM reads, its data); pi_0 stays cached
@@ -63,6 +64,11 @@ class PlanningDataSettings:
             training puzzle (three numbers: about 40 per puzzle; four: thousands,
             so walks suit larger puzzles). It is what taught V_0 to judge final
             states: each puzzle brings all of its solutions.
+        value_target_variants: per training puzzle, this many puzzles with the same
+            numbers and another target of the level (Countdown), solvable or not,
+            whose open states are added to D_V0 (0: none; see
+            `planning_data.target_variant_rows`). Variants another split holds, or
+            `BootstrapConfig.exclude` lists, are skipped.
         max_new_tokens: cap per sampled solution.
     """
 
@@ -72,11 +78,13 @@ class PlanningDataSettings:
     value_temperature: float = 1.0
     value_walks: int = 0
     value_all_states: bool = False
+    value_target_variants: int = 0
     max_new_tokens: int = 160
 
     def __post_init__(self) -> None:
-        if self.value_walks < 0:
-            raise ValueError(f"PlanningDataSettings.value_walks must be >= 0, got {self.value_walks}")
+        for name in ("value_walks", "value_target_variants"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"PlanningDataSettings.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("solutions", "value_problems", "value_samples", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PlanningDataSettings.{name} must be >= 1, got {getattr(self, name)}")
@@ -141,6 +149,8 @@ class BootstrapConfig:
     def value_key(self) -> dict[str, Any]:
         # V_0 starts from pi_0's backbone, so it depends on everything pi_0 does.
         data = {} if self.task == "answer" else {"planning": to_dict(self.planning)}
+        if data and not self.planning.value_target_variants:
+            del data["planning"]["value_target_variants"]  # added later: models built without it keep their key
         return {**self.policy_key(), "value_format": VALUE_FORMAT_VERSION, **data, "value": to_dict(self.value)}
 
     @property
@@ -198,7 +208,25 @@ def _planning_value_data(config: BootstrapConfig, problems: ProblemSet, policy_d
         policy, chosen, settings.value_samples, sampling, problems.problems, settings.value_walks, config.seed,
         all_states=settings.value_all_states, show_progress=progress,
     )
+    if settings.value_target_variants:
+        rows.update(_target_variant_rows(config, problems, progress))
     return planning_data.value_dataset(rows, config.seed)
+
+
+def _target_variant_rows(config: BootstrapConfig, problems: ProblemSet, progress: bool):
+    if config.source != "countdown":
+        raise ValueError(f"planning.value_target_variants needs the countdown source (a target range), "
+                         f"not {config.source!r}")  # fmt: skip
+    level = resolve_countdown(config.difficulty)[1]
+    excluded = excluded_keys(config.exclude)
+    return planning_data.target_variant_rows(
+        problems.problems,
+        config.planning.value_target_variants,
+        range(level.min_target, level.max_target + 1),
+        keep=lambda puzzle: in_split(puzzle, "train", excluded),
+        seed=config.seed,
+        show_progress=progress,
+    )
 
 
 TASK_DATA = {

@@ -7,7 +7,8 @@ exactly as the environment records them, so pi_0 sees many ways to the target.
 D_V0 holds the states of pi_0's own samples on training puzzles, every prefix
 of the reference solutions, and the states of random legal walks or every state
 legal moves reach (cheap, no model call, mostly off the path to the target),
-each labelled with the ReST-MCTS* quality
+optionally the open states of the same numbers with other targets
+(`target_variant_rows`), each labelled with the ReST-MCTS* quality
 value computed from exact distances to a correct answer
 (`reasoning_gym.steps_to_solve` decides which steps lie on a path to one; see
 `value_targets.trace_quality_values`). Labelling pi_0's own states is what makes
@@ -17,7 +18,7 @@ V_0 judge the states search will meet, wrong moves and illegal steps included.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from datasets import Dataset
@@ -27,9 +28,9 @@ from agents.models.base import Policy, SamplingConfig
 from agents.search.traces import prefixes, solution_state
 from agents.training.value_targets import trace_quality_values
 from reasoning_gym import Problem, ReasoningState, render_state, steps_to_solve
-from reasoning_gym.sources.puzzles import puzzle_problem, solution_steps
+from reasoning_gym.sources.puzzles import puzzle_problem, solution_steps, unreferenced_problem
 from reasoning_gym.tasks import solver
-from reasoning_gym.tasks.countdown import puzzle_of
+from reasoning_gym.tasks.countdown import Puzzle, puzzle_of
 
 
 def solution_texts(problems: Sequence[Problem], eos: str, solutions: int, seed: int) -> list[str]:
@@ -95,6 +96,51 @@ def legal_states(problem: Problem) -> list[ReasoningState]:
 
     visit(solver.normalize(puzzle.numbers), [])
     return states
+
+
+def target_variants(
+    problem: Problem, count: int, targets: Sequence[int], keep: Callable[[Puzzle], bool], rng: random.Random
+) -> list[Problem]:
+    """Up to `count` puzzles with `problem`'s numbers and rules and another target
+    drawn from `targets` (distinct, uniformly), solvable or not, each one `keep` accepts.
+
+    `keep` is what holds a published test set out: a variant may be another split's
+    puzzle (see `reasoning_gym.sources.puzzles.in_split`).
+    """
+    puzzle = puzzle_of(problem)
+    others = [target for target in targets if target != puzzle.target]
+    variants = (Puzzle(puzzle.numbers, target, puzzle.rules) for target in rng.sample(others, min(count, len(others))))
+    return [unreferenced_problem(v, f"{problem.id}/target-{v.target}") for v in variants if keep(v)]
+
+
+def target_variant_rows(
+    problems: Sequence[Problem],
+    count: int,
+    targets: Sequence[int],
+    keep: Callable[[Puzzle], bool],
+    seed: int = 0,
+    show_progress: bool = True,
+) -> dict[ReasoningState, float]:
+    """{state: quality value} over every open state (a move still to make) of
+    `count` target variants of each problem (`target_variants`), labelled exactly:
+    0 throughout a variant that cannot be solved.
+
+    The value of an open board is a function of its numbers and the target, so a
+    training puzzle's boards under other targets teach V_0 which targets each board
+    can still make, the arithmetic it otherwise learns only for the few targets of
+    training puzzles. Final states are left out: the engine states their verdict.
+    """
+    rows: dict[ReasoningState, float] = {}
+    rng = random.Random(seed)
+    for problem in tqdm(problems, desc="label target variants", disable=not show_progress):
+        for variant in target_variants(problem, count, targets, keep, rng):
+            moves_left = len(puzzle_of(variant).numbers) - 1
+            open_states = [state for state in legal_states(variant) if len(state.steps) < moves_left]
+            if steps_to_solve(ReasoningState(variant)) is None:
+                rows.update((state, 0.0) for state in open_states)
+            else:
+                rows.update(labelled_states(state)[-1] for state in open_states)
+    return rows
 
 
 def value_rows(

@@ -156,6 +156,14 @@ def puzzle_problem(puzzle: Puzzle, problem_id: str, rng: random.Random, **metada
                    metadata={"puzzle": puzzle.to_metadata(), **metadata}, task="countdown")
 
 
+def unreferenced_problem(puzzle: Puzzle, problem_id: str) -> Problem:
+    """A countdown `Problem` for `puzzle`, solvable or not, with no reference solution
+    (``answer`` is ``"(none given)"``; the task grades expressions, not this field):
+    a puzzle whose states are labelled by the exact oracle alone."""
+    return Problem(problem_id, question_text(puzzle), "(none given)", (), metadata={"puzzle": puzzle.to_metadata()},
+                   task="countdown")
+
+
 def _stable_int(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "big")
 
@@ -274,7 +282,14 @@ def _check_split(split: str | None, fractions: Sequence[float]) -> str | None:
     return split
 
 
-def _keep(puzzle: Puzzle, split: str | None, fractions: Sequence[float], excluded: frozenset[str]) -> bool:
+def in_split(
+    puzzle: Puzzle,
+    split: str | None,
+    excluded: frozenset[str] = frozenset(),
+    fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
+) -> bool:
+    """Whether a source would keep `puzzle` in `split` (None: any split): its key hashes
+    there and is not in `excluded` (`excluded_keys`). Holds for unsolvable puzzles too."""
     return puzzle.key not in excluded and (split is None or split_of(puzzle.key, fractions) == split)
 
 
@@ -315,7 +330,7 @@ def countdown_source(
             break
         problem = generate_puzzle(index, seed, config)
         puzzle = Puzzle.from_metadata(problem.metadata["puzzle"])
-        if puzzle.key in seen or not _keep(puzzle, split, fractions, excluded):
+        if puzzle.key in seen or not in_split(puzzle, split, excluded, fractions):
             continue
         seen.add(puzzle.key)
         problems.append(problem)
@@ -373,7 +388,7 @@ def game24_source(
         if size is not None and len(problems) >= size:
             break
         puzzle = Puzzle(tuple(sorted(numbers)), 24, GAME24_RULES)
-        if not _keep(puzzle, split, fractions, excluded):
+        if not in_split(puzzle, split, excluded, fractions):
             continue
         puzzle_id = f"{name}:{line}" if line is not None else f"game24-{'-'.join(map(str, puzzle.numbers))}"
         item_rng = random.Random(_stable_int("rest-mcts-game24-solution", seed, puzzle.key))
