@@ -209,3 +209,69 @@ def evaluate_value_against_oracle(
         by_depth=by_depth,
         calibration=calibration,
     )
+
+
+@dataclass(frozen=True)
+class FirstMoveBoards:
+    """How well a value model ranks first-move boards by exact solvability, on training
+    puzzles and on held-out ones, split by whether the board occurs in training.
+
+    A board is what the PRM reads (``ReasoningState.value_text``: the numbers left
+    and the target), so a held-out puzzle's first move can lead to a board some
+    training puzzle also reaches. Where ``seen`` is high and ``unseen`` near 0.5,
+    the PRM recalls boards and does not compute them; where ``train`` itself is
+    low, it has not even fit the boards it was trained on.
+
+    Attributes:
+        train, held_out, seen, unseen: AUROC against solvability (None if one-sided)
+            on first-move states of training puzzles, of held-out puzzles, and of
+            held-out puzzles whose board does / does not occur among the training
+            puzzles' first-move boards.
+        states: ``{"train", "held_out", "seen", "unseen"}`` -> states scored.
+    """
+
+    train: float | None
+    held_out: float | None
+    seen: float | None
+    unseen: float | None
+    states: dict[str, int]
+
+
+def evaluate_first_move_boards(
+    value_model: ValueModel,
+    train_problems: Sequence[Problem],
+    held_out_problems: Sequence[Problem],
+    max_train_states: int = 3000,
+    seed: int = 0,
+) -> FirstMoveBoards:
+    """Score every legal first move of each problem (planning tasks; a seeded sample of
+    at most `max_train_states` of the training ones) and compare with `solvable`."""
+    from agents.training.planning_data import legal_states  # the training data's own enumeration
+
+    def first_moves(problems: Sequence[Problem]) -> list[ReasoningState]:
+        return [state for problem in problems for state in legal_states(problem) if len(state.steps) == 1]
+
+    train = first_moves(train_problems)
+    known = {state.value_text for state in train}
+    if len(train) > max_train_states:
+        train = random.Random(seed).sample(train, max_train_states)
+    held_out = first_moves(held_out_problems)
+    train_values = value_model.score(train).values if train else []
+    held_out_values = value_model.score(held_out).values if held_out else []
+    seen = [state.value_text in known for state in held_out]
+
+    def ranked(states: Sequence[ReasoningState], values: Sequence[float]) -> float | None:
+        labels = [int(solvable(state)) for state in states]
+        return auroc(values, labels) if len(set(labels)) == 2 else None
+
+    def part(wanted: bool) -> tuple[list[ReasoningState], list[float]]:
+        kept = [k for k, was_seen in enumerate(seen) if was_seen == wanted]
+        return [held_out[k] for k in kept], [held_out_values[k] for k in kept]
+
+    return FirstMoveBoards(
+        train=ranked(train, train_values),
+        held_out=ranked(held_out, held_out_values),
+        seen=ranked(*part(True)),
+        unseen=ranked(*part(False)),
+        states={"train": len(train), "held_out": len(held_out), "seen": sum(seen), "unseen": len(seen) - sum(seen)},
+    )

@@ -7,7 +7,9 @@ speed at batch 1 and 32 with the dynamic and the static KV cache. Word problems:
 k = 8 (temperature 0.8), PRM AUROC on correct vs. corrupted next steps and MAE to
 the quality-value targets. Planning tasks: k = 16 (temperature 1.0), PRM AUROC
 against exact solvability on the states of pi_0's own samples (pooled, among
-siblings, per depth).
+siblings, per depth), and on every first-move board of the training puzzles and of
+the held-out ones, split by whether a training puzzle reaches the same board
+(`agents.evaluation.evaluate_first_move_boards`: recall against computation).
 
     .venv/bin/python benchmarks/bootstrap_report.py --seeds 0 1 2
     .venv/bin/python benchmarks/bootstrap_report.py --config configs/countdown/bootstrap.yaml \
@@ -28,13 +30,24 @@ from pathlib import Path
 import torch
 
 from agents.config import from_dict, load_yaml
-from agents.evaluation import evaluate_policy, evaluate_value_against_oracle, evaluate_value_model
+from agents.artifacts import write_json_atomically
+from agents.evaluation import (
+    evaluate_first_move_boards,
+    evaluate_policy,
+    evaluate_value_against_oracle,
+    evaluate_value_model,
+)
 from agents.logs import setup_logging
-from agents.training.bootstrap import BootstrapConfig, bootstrap, cached_result
+from agents.training.bootstrap import BootstrapConfig, bootstrap, cached_result, training_problems
 from reasoning_gym import get_task, make_source
 from reasoning_gym.sources.base import source_kwargs
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def cell(value: float | None) -> str:
+    """A metric for a table cell: three decimals, or n/a when it could not be measured."""
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def generation_speed(policy, batch: int, cache: str | None, new_tokens: int = 64, repeats: int = 2) -> float:
@@ -53,14 +66,14 @@ def generation_speed(policy, batch: int, cache: str | None, new_tokens: int = 64
     return batch * new_tokens * repeats / (time.perf_counter() - started)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--problems", type=int, default=500, help="test problems per difficulty level")
     parser.add_argument("--levels", nargs="+", default=None, help="difficulty levels (default: the config's, medium, hard)")
     parser.add_argument("--config", help="YAML with BootstrapConfig fields")
     parser.add_argument("--out", default=str(RESULTS / "bootstrap.json"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     setup_logging()
 
     base = from_dict(BootstrapConfig, load_yaml(args.config), args.config) if args.config else BootstrapConfig()
@@ -101,6 +114,9 @@ def main() -> None:
             row.update(prm_auroc=quality.auroc, prm_sibling_auroc=quality.sibling_auroc,
                        prm_auroc_by_depth=quality.by_depth, prm_calibration=quality.calibration,
                        prm_states=quality.states, prm_mae=None)  # fmt: skip
+            boards = evaluate_first_move_boards(value, training_problems(config).problems,
+                                                test_problems(seed, config.difficulty), seed=seed)  # fmt: skip
+            row["first_move_boards"] = dataclasses.asdict(boards)
         else:
             quality = evaluate_value_model(value, test_problems(seed, config.difficulty), seed=seed)
             row["prm_auroc"], row["prm_mae"] = quality.auroc, quality.mae
@@ -119,17 +135,24 @@ def main() -> None:
         for level, m in row["levels"].items():
             print(
                 f"{row['seed']:>4} {level:>8} {m['greedy']:>7.3f} {m['pass@k']:>7.3f} {m['maj@k']:>7.3f}"
-                f"   {row['prm_auroc']:>9.3f} {'n/a' if extra is None else f'{extra:.3f}':>7}"
+                f"   {cell(row['prm_auroc']):>9} {cell(extra):>7}"
                 f"   {row['policy_build_seconds']}/{row['value_build_seconds']}"
             )
     print("\ntokens/s:", {k: v for k, v in rows[-1]["tokens_per_second"].items()})
+    if planning:
+        print("\nfirst-move boards, V_0 AUROC: training puzzles / held-out (seen in training, unseen)")
+        for row in rows:
+            b = row["first_move_boards"]
+            cells = [cell(b[name]) for name in ("train", "held_out", "seen", "unseen")]
+            print(f"{row['seed']:>4}  {cells[0]} / {cells[1]} ({cells[2]} on {b['states']['seen']}, "
+                  f"{cells[3]} on {b['states']['unseen']})")  # fmt: skip
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"config": dataclasses.asdict(base), "problems": args.problems, "rows": rows}, indent=2))
+    write_json_atomically(out, {"config": dataclasses.asdict(base), "problems": args.problems, "rows": rows})
     print(f"wrote {out}")
     if planning:
         plot_calibration(rows, out.with_suffix(".png"))
         print(f"wrote {out.with_suffix('.png')}")
+    return 0
 
 
 def plot_calibration(rows: list[dict], path: Path) -> None:
@@ -147,7 +170,7 @@ def plot_calibration(rows: list[dict], path: Path) -> None:
         if not bins:
             continue
         (line,) = ax.plot([b["mean_value"] for b in bins], [b["solvable"] for b in bins], marker="o", markersize=3,
-                          label=f"seed {row['seed']} (AUROC {row['prm_auroc']:.2f}, {row['prm_states']} states)")  # fmt: skip
+                          label=f"seed {row['seed']} (AUROC {cell(row['prm_auroc'])}, {row['prm_states']} states)")  # fmt: skip
         ax.scatter([b["mean_value"] for b in bins], [b["solvable"] for b in bins], color=line.get_color(),
                    s=[20 + 200 * b["count"] / row["prm_states"] for b in bins], alpha=0.3)  # fmt: skip
     ax.set_xlabel("V_0 value (bin mean)")
@@ -163,4 +186,4 @@ def plot_calibration(rows: list[dict], path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

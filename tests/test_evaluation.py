@@ -27,3 +27,32 @@ def test_grouped_auroc_compares_only_within_a_group():
     assert grouped_auroc([0.2, 0.9], [1, 0], ["a", "b"]) is None
     with pytest.raises(ValueError):
         grouped_auroc([0.2, 0.9], [1, 0], ["a"])
+
+
+def test_first_move_boards_tell_recall_from_computation():
+    """A PRM that knows exactly the training puzzles' boards and says 0.5 elsewhere: perfect on
+    training boards and on held-out boards it saw, chance on the others; the exact oracle: 1 everywhere."""
+    from agents.evaluation import evaluate_first_move_boards
+    from agents.models.base import Scores
+    from agents.models.oracle import OracleValue
+    from agents.training.planning_data import legal_states
+    from reasoning_gym import make_source, solvable
+
+    train = make_source("countdown", split="train", size=60, seed=0).problems
+    held_out = make_source("countdown", split="test", size=40, seed=0).problems
+    known = {s.value_text: float(solvable(s)) for p in train for s in legal_states(p) if len(s.steps) == 1}
+
+    class Recall:
+        num_parameters = 0
+
+        def score(self, states):
+            return Scores([known.get(s.value_text, 0.5) for s in states], [0] * len(states))
+
+    recall = evaluate_first_move_boards(Recall(), train, held_out, max_train_states=100)
+    assert recall.train == recall.seen == 1.0 and recall.unseen == 0.5
+    assert recall.states["train"] == 100 and recall.states["seen"] + recall.states["unseen"] == recall.states["held_out"]
+    assert recall.states["seen"] > 0 and recall.states["unseen"] > 0
+    assert 0.5 < recall.held_out < 1.0
+    exact = evaluate_first_move_boards(OracleValue(), train, held_out)
+    assert exact.train == exact.held_out == exact.seen == exact.unseen == 1.0
+    assert exact.states["train"] == sum(len(s.steps) == 1 for p in train for s in legal_states(p))  # under the cap: all
