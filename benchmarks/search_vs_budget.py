@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="JSON output; plots go beside it "
                         "(default: benchmarks/results/search_vs_budget.json, or ..._smoke/ with --smoke)")  # fmt: skip
     parser.add_argument("--smoke", action="store_true", help="quick check: configs/compare_smoke.yaml")
+    parser.add_argument("--bootstrap", help="override models.bootstrap (a BootstrapConfig YAML: its pi_0 and V_0)")
     parser.add_argument("--policy", help="override models.policy (HF folder, Hub id, .gguf or preset YAML)")
     parser.add_argument("--value", help="override models.value (PRM folder)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -48,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (RESULTS / "smoke" / "search_vs_budget.json" if args.smoke else RESULTS / "search_vs_budget.json")
     try:
         config = load_config(config_path)
-        if args.policy or args.value:
-            models = replace(config.models, policy=args.policy or config.models.policy,
+        if args.bootstrap or args.policy or args.value:
+            models = replace(config.models, bootstrap=args.bootstrap or config.models.bootstrap,
+                             policy=args.policy or config.models.policy,
                              value=args.value or config.models.value)  # fmt: skip
             config = replace(config, models=models)
         run_from_config(config, out=out, progress=not args.no_progress)

@@ -106,6 +106,15 @@ def test_benchmark_script_rejects_a_wrong_config_key(tmp_path, capsys, monkeypat
     assert "budget_multiplierz" in capsys.readouterr().err
 
 
+def test_benchmark_script_reads_the_bootstrap_override(tmp_path, capsys, monkeypatch):
+    module = load_benchmark("search_vs_budget", monkeypatch)
+    config = write_yaml(tmp_path / "compare.yaml", {"seeds": [0], "budget_multipliers": [1]})
+    boot = write_yaml(tmp_path / "boot.yaml", {"train_problemz": 10})
+    assert module.main(["--config", config, "--bootstrap", boot, "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert "train_problemz" in err and "boot.yaml" in err
+
+
 def test_demo_bootstraps_compares_and_self_trains_then_reuses_everything(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("REST_MCTS_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
