@@ -4,9 +4,9 @@ exact solvability on planning tasks)."""
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -15,12 +15,24 @@ from agents.models.base import Policy, SamplingConfig, ValueModel
 from agents.models.hf_value import HFValueModel
 from agents.search.traces import prefixes, solution_state
 from agents.search.voting import majority
-from reasoning_gym import Problem, ReasoningState, Verifier, default_verifier, grade, grade_answer, solvable
+from reasoning_gym import (
+    Problem,
+    ReasoningState,
+    Verifier,
+    default_verifier,
+    grade,
+    grade_answer,
+    solvable,
+    task_of,
+)
 
 
 @dataclass(frozen=True)
 class PolicyEvaluation:
-    """Accuracy of a policy on a problem set (fractions in [0, 1])."""
+    """Accuracy of a policy on a problem set (fractions in [0, 1]).
+
+    `greedy_outcomes` counts what became of the greedy solutions (`solution_outcome`).
+    """
 
     problems: int
     greedy: float
@@ -28,6 +40,32 @@ class PolicyEvaluation:
     maj_at_k: float
     k: int
     completion_tokens: int
+    greedy_outcomes: dict[str, int] = field(default_factory=dict)
+
+
+def solution_outcome(state: ReasoningState, verifier: Verifier | None = None) -> str:
+    """What became of one solution: ``"right"``, or why it failed.
+
+    Planning tasks name the first step that went wrong: ``"illegal move at step k"``
+    (the task rejected it: a number not left, wrong arithmetic, a wrong list of
+    numbers left) or ``"dead end at step k"`` (a legal step, a wrong final answer
+    included, after which the target can no longer be made: `solvable`). The two
+    call for different cures: the rules are learnt from any correct trace, while
+    avoiding dead ends takes looking ahead.
+    Otherwise (answer tasks, or a planning solution cut off before its end):
+    ``"wrong answer"`` or ``"no answer"``.
+    """
+    if grade(state, verifier):
+        return "right"
+    task = task_of(state.problem)
+    if task.has_oracle:
+        for k in range(1, len(state.steps) + 1):
+            steps = state.steps[:k]
+            if task.illegal(state.problem, steps) is not None:
+                return f"illegal move at step {k}"
+            if not task.solvable(state.problem, steps):
+                return f"dead end at step {k}"
+    return "no answer" if state.answer is None else "wrong answer"
 
 
 def evaluate_policy(
@@ -48,13 +86,14 @@ def evaluate_policy(
     verifier = verifier or default_verifier()
     sampling = SamplingConfig(temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
     greedy_sampling = SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens)
-    greedy_right = pass_right = maj_right = tokens = 0
+    pass_right = maj_right = tokens = 0
+    outcomes: Counter[str] = Counter()
     for start in tqdm(range(0, len(problems), batch_problems), desc="evaluate policy", disable=not show_progress):
         chunk = list(problems[start : start + batch_problems])
         roots = [ReasoningState(problem) for problem in chunk]
         greedy = policy.sample_solutions(roots, 1, greedy_sampling)
         tokens += greedy.total_completion_tokens
-        greedy_right += sum(grade(solution_state(p, row[0]), verifier) for p, row in zip(chunk, greedy.texts))
+        outcomes.update(solution_outcome(solution_state(p, row[0]), verifier) for p, row in zip(chunk, greedy.texts))
         if k <= 0:
             continue
         samples = policy.sample_solutions(roots, k, sampling)
@@ -65,7 +104,9 @@ def evaluate_policy(
             voted = majority([state.answer for state in states])
             maj_right += voted is not None and grade_answer(problem, voted, verifier)
     count = max(1, len(problems))
-    return PolicyEvaluation(len(problems), greedy_right / count, pass_right / count, maj_right / count, k, tokens)
+    return PolicyEvaluation(
+        len(problems), outcomes["right"] / count, pass_right / count, maj_right / count, k, tokens, dict(outcomes)
+    )
 
 
 def auroc(scores: Sequence[float], labels: Sequence[int]) -> float:

@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         for level in levels:
             report = evaluate_policy(policy, test_problems(seed, level), k=k, temperature=temperature, seed=seed,
                                      max_new_tokens=160 if planning else 320, show_progress=False)  # fmt: skip
-            row["levels"][level] = {"greedy": report.greedy, "pass@k": report.pass_at_k, "maj@k": report.maj_at_k, "k": k}
+            row["levels"][level] = {"greedy": report.greedy, "pass@k": report.pass_at_k, "maj@k": report.maj_at_k, "k": k,
+                                    "greedy_outcomes": report.greedy_outcomes}  # fmt: skip
         if planning:
             quality = evaluate_value_against_oracle(value, policy, test_problems(seed, config.difficulty)[:150],
                                                     seed=seed, show_progress=False)  # fmt: skip

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from agents.artifacts import write_json_atomically  # noqa: E402
 from agents.config import ConfigError  # noqa: E402
-from agents.evaluation import auroc, grouped_auroc  # noqa: E402
+from agents.evaluation import auroc, evaluate_policy, grouped_auroc  # noqa: E402
 from agents.logs import setup_logging  # noqa: E402
 from agents.search.mcts_star import MCTSStar  # noqa: E402
 from agents.search.tree import Tree  # noqa: E402
@@ -113,6 +113,40 @@ def tree_aurocs(trainer: SelfTrainer, folder: str, steps: list[dict[str, Any]]) 
     }
 
 
+OUTCOME_COLUMNS = ("right", "illegal move", "dead end at step 1", "later dead end", "no or wrong answer")
+
+
+def outcome_shares(outcomes: dict[str, int]) -> dict[str, float]:
+    """Greedy outcomes (`agents.evaluation.solution_outcome`) as fractions, in `OUTCOME_COLUMNS`."""
+    total = max(1, sum(outcomes.values()))
+    shares = dict.fromkeys(OUTCOME_COLUMNS, 0.0)
+    for outcome, count in outcomes.items():
+        if outcome == "right":
+            column = "right"
+        elif outcome.startswith("illegal move"):
+            column = "illegal move"
+        elif outcome == "dead end at step 1":
+            column = "dead end at step 1"
+        elif outcome.startswith("dead end"):
+            column = "later dead end"
+        else:
+            column = "no or wrong answer"
+        shares[column] += count / total
+    return shares
+
+
+def greedy_outcomes(trainer: SelfTrainer, record: dict[str, Any]) -> dict[str, int]:
+    """The record's greedy outcomes; measured again for runs recorded before they were kept
+    (the same greedy decoding, so the counts match the recorded accuracy at the same torch
+    thread count)."""
+    if "greedy_outcomes" in record["eval"]:
+        return record["eval"]["greedy_outcomes"]
+    settings = trainer.config.eval
+    policy = trainer.load_policy(record["policy_dir"])
+    return evaluate_policy(policy, trainer.eval_problems(), k=0, max_new_tokens=settings.greedy_max_new_tokens,
+                           batch_problems=settings.batch_size, show_progress=False).greedy_outcomes  # fmt: skip
+
+
 def run_seed(base: SelfTrainConfig, methods: list[str], seed: int, runs: Path, iterations: int) -> list[dict[str, Any]]:
     """Every method's iteration records for one seed, with the PRM's AUROCs and cumulative figures."""
     rows = []
@@ -141,6 +175,7 @@ def run_seed(base: SelfTrainConfig, methods: list[str], seed: int, runs: Path, i
                     "cumulative_sampled_tokens": int(tokens),
                     "cumulative_wall_seconds": round(seconds, 1),
                     **aurocs[record["value_dir"]],
+                    **outcome_shares(greedy_outcomes(trainer, record)),
                     "heldout_steps": len(steps),
                     "record": record,
                 }
@@ -157,6 +192,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         "cumulative_wall_seconds",
         "tree_auroc",
         "sibling_auroc",
+        *OUTCOME_COLUMNS,
     )
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for row in rows:
@@ -165,7 +201,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (method, iteration), group in sorted(groups.items(), key=lambda item: (METHODS.index(item[0][0]), item[0][1])):
         entry: dict[str, Any] = {"method": method, "iteration": iteration, "seeds": [row["seed"] for row in group]}
         for key in keys:
-            values = [row[key] for row in group if row[key] is not None]
+            values = [row[key] for row in group if row.get(key) is not None]
             entry[key] = sum(values) / len(values) if values else None
             entry[f"{key}_range"] = [min(values), max(values)] if values else None
         out.append(entry)
@@ -221,6 +257,18 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def outcomes_table(summary: list[dict[str, Any]]) -> str:
+    """What became of the held-out greedy solutions (fractions, mean over seeds)."""
+    lines = [
+        "| method | iteration | " + " | ".join(OUTCOME_COLUMNS) + " |",
+        "|---|---|" + "---|" * len(OUTCOME_COLUMNS),
+    ]
+    for row in summary:
+        cells = " | ".join("n/a" if row.get(key) is None else f"{row[key]:.3f}" for key in OUTCOME_COLUMNS)
+        lines.append(f"| {row['method']} | {row['iteration']} | {cells} |")
+    return "\n".join(lines)
+
+
 def plot(summary: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -270,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = aggregate(rows)
     table, goal_lines = markdown_table(summary), goals(summary, args.gain_goal)
     print(table)
+    print("\nGreedy outcomes on the held-out problems (fractions):")
+    print(outcomes_table(summary))
     print("\n".join(goal_lines))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = {
@@ -280,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         "goals": goal_lines,
         "runs": rows,
     }
-    args.out.write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+    write_json_atomically(args.out, result)
     plot(summary, args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
     return 0

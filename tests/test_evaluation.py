@@ -56,3 +56,34 @@ def test_first_move_boards_tell_recall_from_computation():
     exact = evaluate_first_move_boards(OracleValue(), train, held_out)
     assert exact.train == exact.held_out == exact.seen == exact.unseen == 1.0
     assert exact.states["train"] == sum(len(s.steps) == 1 for p in train for s in legal_states(p))  # under the cap: all
+
+
+def test_solution_outcome_names_the_first_step_that_went_wrong():
+    """Planning tasks: the first illegal move, or the first legal move after which the target is
+    out of reach; answer tasks: right, wrong or no answer."""
+    import random
+
+    from agents.evaluation import solution_outcome
+    from agents.search.traces import solution_state
+    from reasoning_gym import Problem
+    from reasoning_gym.sources.puzzles import puzzle_problem
+    from reasoning_gym.tasks.countdown import Puzzle
+    from reasoning_gym.tasks.expression import GAME24_RULES
+
+    p24 = puzzle_problem(Puzzle((4, 4, 10, 13), 24, GAME24_RULES), "p", random.Random(0))
+
+    def outcome(text: str) -> str:
+        return solution_outcome(solution_state(p24, text))
+
+    assert outcome("Step 1: 13 - 10 = 3\nStep 2: 4 + 4 = 8\nStep 3: 8 * 3 = 24\n") == "right"
+    assert outcome("Step 1: 13 - 9 = 4\n") == "illegal move at step 1"  # no 9 in the puzzle
+    assert outcome("Step 1: 4 + 4 = 8\nStep 2: 13 - 10 = 4\n") == "illegal move at step 2"  # 13 - 10 is 3
+    assert outcome("Step 1: 4 * 4 = 16\n") == "dead end at step 1"  # 10 13 16 cannot make 24
+    assert outcome("Step 1: 13 - 10 = 3\nStep 2: 4 - 3 = 1\n") == "dead end at step 2"  # 1 4 cannot
+    assert outcome("Step 1: 13 - 10 = 3\nStep 2: 4 + 4 = 8\nStep 3: 8 + 3 = 11\n") == "dead end at step 3"
+    assert outcome("Step 1: 4 + 4 = 8\nStep 2: 13 - 10 = 3\n") == "no answer"  # cut off on the way
+
+    word = Problem(id="w", question="What is 2 + 3?", answer="5")
+    assert solution_outcome(solution_state(word, "Step 1: 2 + 3 = 5\nStep 2: The answer is 5\n")) == "right"
+    assert solution_outcome(solution_state(word, "Step 1: The answer is 6\n")) == "wrong answer"
+    assert solution_outcome(solution_state(word, "Step 1: 2 + 3 = 5\n")) == "no answer"

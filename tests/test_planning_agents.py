@@ -271,11 +271,11 @@ def test_load_models_accepts_oracle_values(tiny_models):
     assert isinstance(models.value, NoisyOracleValue) and models.value.noise == 0.1
 
 
-def test_one_self_training_iteration_on_countdown(tiny_models, tmp_path):
-    result, _ = tiny_models
+def tiny_self_training(result) -> dict:
+    """SelfTrainConfig fields for one tiny Countdown iteration on the tiny pi_0 and V_0."""
     mcts = {"iterations": 4, "branch": 2, "temperature": 1.0, "max_new_tokens": 16, "roll_forward_steps": 0, "max_retries": 0}
-    config = from_dict(SelfTrainConfig, {
-        "run_dir": str(tmp_path / "run"), "method": "rest_mcts", "iterations": 1, "seed": 0, "show_progress": False,
+    return {
+        "iterations": 1, "show_progress": False,
         "models": {"policy": str(result.policy_dir), "value": str(result.value_dir), "device": "cpu"},
         "train_problems": {"source": "countdown", "split": "train", "size": 3, "seed": 1, "difficulty": "easy"},
         "search": {"mcts": mcts, "budget": {"completion_tokens": 200}, "limits": {"max_steps": 4}, "batch_size": 3},
@@ -284,9 +284,50 @@ def test_one_self_training_iteration_on_countdown(tiny_models, tmp_path):
         "eval": {"problems": {"source": "countdown", "split": "test", "size": 2, "seed": 0, "difficulty": "easy"},
                  "greedy_max_new_tokens": 40, "mcts": {**mcts, "iterations": 2},
                  "budget": {"completion_tokens": 100}, "limits": {"max_steps": 4}},
-    })  # fmt: skip
-    records = SelfTrainer(config).run()
+    }  # fmt: skip
+
+
+def test_one_self_training_iteration_on_countdown(tiny_models, tmp_path):
+    result, _ = tiny_models
+    fields = {**tiny_self_training(result), "run_dir": str(tmp_path / "run"), "method": "rest_mcts", "seed": 0}
+    records = SelfTrainer(from_dict(SelfTrainConfig, fields)).run()
     assert [r["iteration"] for r in records] == [0, 1]
     for record in records:
         assert 0.0 <= record["eval"]["greedy_accuracy"] <= 1.0
+        outcomes = record["eval"]["greedy_outcomes"]  # what became of each greedy solution
+        assert sum(outcomes.values()) == 2 and outcomes.get("right", 0) / 2 == record["eval"]["greedy_accuracy"]
+        assert all(o == "right" or o.startswith(("illegal move at step", "dead end at step", "no answer")) for o in outcomes)
         assert "prm_sibling_auroc" in record["eval"]  # planning tasks: AUROC against exact solvability
+
+
+def test_self_training_benchmark_reports_greedy_outcomes(tiny_models, tmp_path, monkeypatch):
+    """benchmarks/self_training.py on the tiny models: the outcome table sums to 1 per row with
+    "right" equal to greedy accuracy, and runs recorded before outcomes were kept get them measured."""
+    import json
+
+    import yaml
+
+    from tests.conftest import load_benchmark
+
+    result, _ = tiny_models
+    module = load_benchmark("self_training", monkeypatch)
+    config = tmp_path / "self_train.yaml"
+    config.write_text(yaml.safe_dump(tiny_self_training(result)), encoding="utf-8")
+    runs, out = tmp_path / "runs", tmp_path / "self_training.json"
+    argv = ["--config", str(config), "--seeds", "0", "--methods", "rest_mcts", "rest_em", "--iterations", "1",
+            "--runs", str(runs), "--out", str(out), "--no-progress"]  # fmt: skip
+    assert module.main(argv) == 0
+    summary = json.loads(out.read_text())["summary"]
+    assert [(row["method"], row["iteration"]) for row in summary] == [("rest_mcts", 0), ("rest_mcts", 1), ("rest_em", 0), ("rest_em", 1)]
+    for row in summary:
+        assert sum(row[column] for column in module.OUTCOME_COLUMNS) == pytest.approx(1.0)
+        assert row["right"] == pytest.approx(row["greedy_accuracy"])
+    record_file = runs / "rest_mcts_seed0" / "iteration_1" / "record.json"
+    record = json.loads(record_file.read_text())
+    del record["eval"]["greedy_outcomes"]  # as an older run recorded it
+    record_file.write_text(json.dumps(record))
+    assert module.main(argv) == 0
+    again = json.loads(out.read_text())["summary"]
+    assert [{c: row[c] for c in module.OUTCOME_COLUMNS} for row in again] == [
+        {c: row[c] for c in module.OUTCOME_COLUMNS} for row in summary
+    ]

@@ -798,6 +798,7 @@ class SelfTrainer:
         record: dict[str, Any] = {
             "problems": len(problems),
             "greedy_accuracy": greedy.greedy,
+            "greedy_outcomes": greedy.greedy_outcomes,
             "greedy_tokens": greedy.completion_tokens,
             "mcts_accuracy": right / max(1, len(problems)),
             "mcts_usage": usage.to_dict() if usage is not None else {},

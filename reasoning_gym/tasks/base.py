@@ -74,6 +74,11 @@ class Task(ABC):
     def answer(self, problem: Problem, steps: Sequence[str]) -> str | None:
         """The final answer the last of `steps` states, or None."""
 
+    def illegal(self, problem: Problem, steps: Sequence[str]) -> str | None:
+        """Why the last of `steps` broke the task's rules (an illegal move ends the
+        episode), or None (default: answer tasks have no rules beyond the answer)."""
+        return None
+
     def is_terminal(self, problem: Problem, steps: Sequence[str]) -> bool:
         """Whether the episode has ended at `steps` (default: an answer is stated)."""
         return self.answer(problem, steps) is not None
