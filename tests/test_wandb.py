@@ -266,7 +266,8 @@ def fake_record(iteration: int, policy_dir: Path, value_dir: Path) -> dict:
         "mcts_accuracy": 0.3 + 0.1 * iteration, "prm_auroc": None, "policy_rows": 5 * iteration, "value_rows": 9 * iteration,
         "pair_rows": 0, "relative_rows": 0, "policy_train_rows": 5 * iteration, "value_train_rows": 9 * iteration,
         "sampled_tokens": 100 * iteration, "search": {"solved_fraction": 0.5} if iteration else {},
-        "eval": {"greedy_tokens": 12.0, "mcts_usage": {"policy_completion_tokens": 40}},
+        "eval": {"greedy_tokens": 12.0, "mcts_usage": {"policy_completion_tokens": 40}, "problems": 10,
+                 "greedy_outcomes": {"right": 2 + iteration, "dead end at step 1": 8 - iteration}},
         "policy_dir": str(policy_dir), "value_dir": str(value_dir),
         "stage_seconds": {"eval": 1.5}, "wall_seconds": 1.5,
     }  # fmt: skip
@@ -297,6 +298,7 @@ def test_self_train_and_bootstrap_hooks_log_iterations_and_models_as_artifacts(t
     assert [row["eval/greedy_accuracy"] for row in history] == pytest.approx([0.2, 0.3])
     assert history[1]["rows/policy_train"] == 5 and history[1]["tokens/sampled"] == 100
     assert history[1]["time/wall_seconds"] == 1.5 and history[1]["search/solved_fraction"] == 0.5
+    assert [row["greedy_outcomes/dead end at step 1"] for row in history] == pytest.approx([0.8, 0.7])
     assert run["summary"]["final/mcts_accuracy"] == pytest.approx(0.4) and run["summary"]["policy/build_seconds"] == 2.5
     artifacts = run["artifacts"]
     # Small outputs are copied into the run; the bootstrap's models are references to the cache.

@@ -337,6 +337,9 @@ def self_train_metrics(record: dict[str, Any]) -> dict[str, Any]:
         "search/solved_fraction": record.get("search", {}).get("solved_fraction"),
         "time/wall_seconds": record["wall_seconds"],
         **{f"time/{stage}_seconds": seconds for stage, seconds in record.get("stage_seconds", {}).items()},
+        # what became of the greedy solutions, as fractions (`agents.evaluation.solution_outcome`)
+        **{f"greedy_outcomes/{outcome}": count / max(1, evaluation.get("problems", 1))
+           for outcome, count in evaluation.get("greedy_outcomes", {}).items()},  # fmt: skip
     }
     return {key: value for key, value in metrics.items() if value is not None}
 
