@@ -24,8 +24,10 @@ judged on the same steps.
     .venv/bin/python benchmarks/self_training.py --config configs/countdown/self_train_bench.yaml \
         --gain-goal 0.15 --runs runs/self_training_countdown --out benchmarks/results/countdown/self_training.json
 
-Prints a Markdown table and writes benchmarks/results/self_training.json and
-self_training.png (accuracy per iteration, one line per method).
+Prints a Markdown table, then what became of the greedy solutions (right; on a
+planning task the first illegal move or dead end, `agents.evaluation.solution_outcome`),
+and writes benchmarks/results/self_training.json and self_training.png (accuracy
+per iteration, one line per method).
 """
 
 from __future__ import annotations
@@ -201,7 +203,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (method, iteration), group in sorted(groups.items(), key=lambda item: (METHODS.index(item[0][0]), item[0][1])):
         entry: dict[str, Any] = {"method": method, "iteration": iteration, "seeds": [row["seed"] for row in group]}
         for key in keys:
-            values = [row[key] for row in group if row.get(key) is not None]
+            values = [row[key] for row in group if row[key] is not None]
             entry[key] = sum(values) / len(values) if values else None
             entry[f"{key}_range"] = [min(values), max(values)] if values else None
         out.append(entry)
