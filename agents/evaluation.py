@@ -59,11 +59,10 @@ def solution_outcome(state: ReasoningState, verifier: Verifier | None = None) ->
         return "right"
     task = task_of(state.problem)
     if task.has_oracle:
-        for k in range(1, len(state.steps) + 1):
-            steps = state.steps[:k]
-            if task.illegal(state.problem, steps) is not None:
+        for k, prefix in enumerate(prefixes(state), start=1):
+            if task.illegal(prefix.problem, prefix.steps) is not None:
                 return f"illegal move at step {k}"
-            if not task.solvable(state.problem, steps):
+            if not solvable(prefix):
                 return f"dead end at step {k}"
     return "no answer" if state.answer is None else "wrong answer"
 
