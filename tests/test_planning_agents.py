@@ -116,6 +116,22 @@ def test_value_data_reads_boards_with_one_row_per_state(puzzles):
     assert list(data["text"]) == list(planning_data.value_dataset(rows, seed=0)["text"])  # deterministic
 
 
+def test_value_data_per_board_keeps_one_row_per_board_with_the_mean_label(puzzles):
+    problem = puzzles[0]
+    rows: dict = {}
+    for other in planning_data.random_walks(problem, 20, random.Random(0)):
+        rows.update(planning_data.labelled_states(other))
+    rows.update(planning_data.labelled_states(walk(problem, problem.steps)))
+    by_board: dict[str, list[float]] = {}
+    for state, value in rows.items():
+        by_board.setdefault(state.value_text, []).append(value)
+    assert any(len(values) > 1 for values in by_board.values())  # the case that matters: a board of several states
+    data = planning_data.value_dataset(rows, seed=0, per_board=True)
+    assert sorted(data["text"]) == sorted(by_board)
+    for text, target in zip(data["text"], data["target"]):
+        assert target == pytest.approx(sum(by_board[text]) / len(by_board[text]))
+
+
 def test_legal_states_are_every_state_legal_moves_reach(puzzles):
     from reasoning_gym.tasks.countdown import CountdownTask, puzzle_of
     from reasoning_gym.tasks import solver
@@ -161,11 +177,15 @@ def test_target_variants_label_open_states_exactly_and_keep_only_what_keep_accep
     assert any(v == 0 for v in rows.values()) and any(v > 0 for v in rows.values())
 
 
-def test_bootstrap_target_variants_join_d_v0_and_the_cache_key_only_when_on():
+@pytest.mark.parametrize("option", [{"value_target_variants": 2}, {"value_one_row_per_board": True}])
+def test_bootstrap_value_data_options_join_the_cache_key_only_when_on(option):
     config = BootstrapConfig(source="countdown", difficulty="easy", train_problems=10)
-    on = replace(config, planning=replace(config.planning, value_target_variants=2))
-    assert "value_target_variants" not in config.value_key()["planning"]
+    on = replace(config, planning=replace(config.planning, **option))
+    assert not set(option) & set(config.value_key()["planning"])  # models built before the option keep their key
     assert on.value_key() != config.value_key() and on.policy_key() == config.policy_key()
+
+
+def test_planning_data_settings_reject_a_negative_variant_count():
     with pytest.raises(ValueError, match="value_target_variants"):
         PlanningDataSettings(value_target_variants=-1)
 

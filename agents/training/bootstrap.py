@@ -69,6 +69,10 @@ class PlanningDataSettings:
             whose open states are added to D_V0 (0: none; see
             `planning_data.target_variant_rows`). Variants another split holds, or
             `BootstrapConfig.exclude` lists, are skipped.
+        value_one_row_per_board: D_V0 keeps one row per distinct board the PRM
+            reads (`value_text`), labelled with the mean label of its states. With one
+            row per state most rows are finished states, whose verdict the engine
+            states; per board, the open boards search has to rank are most of them.
         max_new_tokens: cap per sampled solution.
     """
 
@@ -79,6 +83,7 @@ class PlanningDataSettings:
     value_walks: int = 0
     value_all_states: bool = False
     value_target_variants: int = 0
+    value_one_row_per_board: bool = False
     max_new_tokens: int = 160
 
     def __post_init__(self) -> None:
@@ -149,8 +154,9 @@ class BootstrapConfig:
     def value_key(self) -> dict[str, Any]:
         # V_0 starts from pi_0's backbone, so it depends on everything pi_0 does.
         data = {} if self.task == "answer" else {"planning": to_dict(self.planning)}
-        if data and not self.planning.value_target_variants:
-            del data["planning"]["value_target_variants"]  # added later: models built without it keep their key
+        for name in ("value_target_variants", "value_one_row_per_board"):
+            if data and not data["planning"][name]:
+                del data["planning"][name]  # added later: models built without it keep their key
         return {**self.policy_key(), "value_format": VALUE_FORMAT_VERSION, **data, "value": to_dict(self.value)}
 
     @property
@@ -210,7 +216,7 @@ def _planning_value_data(config: BootstrapConfig, problems: ProblemSet, policy_d
     )
     if settings.value_target_variants:
         rows.update(_target_variant_rows(config, problems, progress))
-    return planning_data.value_dataset(rows, config.seed)
+    return planning_data.value_dataset(rows, config.seed, per_board=settings.value_one_row_per_board)
 
 
 def _target_variant_rows(config: BootstrapConfig, problems: ProblemSet, progress: bool):
@@ -275,7 +281,7 @@ def bootstrap(config: BootstrapConfig | None = None, home: Path | None = None, s
         data = data_builders()[1](config, problems_once(), policy_dir, show_progress)
         set_seed(config.seed)
         model, tokenizer = load_value_backbone(str(policy_dir))
-        logger.info("V_0: regression of pi_0's backbone plus a scalar head on %d labelled states, %d steps",
+        logger.info("V_0: regression of pi_0's backbone plus a scalar head on %d labelled rows, %d steps",
                     len(data), config.value.max_steps)  # fmt: skip
         started = time.time()
         train_value_model(model, tokenizer, data, config.value, str(out / "trainer"), config.seed, show_progress,

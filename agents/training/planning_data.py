@@ -183,10 +183,21 @@ def value_rows(
     return rows
 
 
-def value_dataset(rows: dict[ReasoningState, float], seed: int) -> Dataset:
-    """D_V0 as a shuffled ``{"text", "target"}`` dataset; ``text`` is what the PRM reads (`value_text`)."""
+def value_dataset(rows: dict[ReasoningState, float], seed: int, per_board: bool = False) -> Dataset:
+    """D_V0 as a shuffled ``{"text", "target"}`` dataset; ``text`` is what the PRM reads (`value_text`).
+
+    One row per state, or with `per_board` one row per distinct ``value_text``
+    labelled with the mean value of its states (what regression to the
+    per-state rows would predict for that input, with every input weighed once).
+    """
     if not rows:
         raise ValueError("D_V0 is empty: no labelled state")
-    items = sorted(((state.text, state.value_text, value) for state, value in rows.items()), key=lambda item: item[0])
+    if per_board:
+        boards: dict[str, list[float]] = {}
+        for state, value in rows.items():
+            boards.setdefault(state.value_text, []).append(value)
+        items = sorted((board, board, sum(values) / len(values)) for board, values in boards.items())
+    else:
+        items = sorted(((state.text, state.value_text, value) for state, value in rows.items()), key=lambda item: item[0])
     random.Random(seed).shuffle(items)
     return Dataset.from_dict({"text": [text for _, text, _ in items], "target": [value for _, _, value in items]})
