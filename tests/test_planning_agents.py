@@ -132,6 +132,34 @@ def test_value_data_per_board_keeps_one_row_per_board_with_the_mean_label(puzzle
         assert target == pytest.approx(sum(by_board[text]) / len(by_board[text]))
 
 
+def test_balanced_value_data_weighs_live_and_dead_rows_alike_at_each_depth(puzzles):
+    problem = puzzles[0]
+    rows = {state: value for state, value in (planning_data.labelled_states(s)[-1] for s in planning_data.legal_states(problem))}
+    rows[ReasoningState(problem)] = 0.0  # the root: no live row at its depth, left as it is
+    plain = planning_data.value_dataset(rows, seed=0)
+    balanced = planning_data.value_dataset(rows, seed=0, balance=True)
+    depth_of = {state.value_text: len(state.steps) for state in rows}  # legal states: one depth per board
+    counts: dict[tuple[int, bool], list[int]] = {}
+    for name, data in (("plain", plain), ("balanced", balanced)):
+        for text, target in zip(data["text"], data["target"]):
+            key = (depth_of[text], target > 0)
+            counts.setdefault(key, [0, 0])[name == "balanced"] += 1
+    assert set(balanced["text"]) == set(plain["text"]) and len(balanced) > len(plain)
+    for (depth, live), (before, after) in counts.items():
+        if not live:
+            assert after == before  # dead rows are never repeated
+            continue
+        dead = counts.get((depth, False), [0, 0])[0]
+        repeats = max(1, round(dead / before))
+        assert after == before * repeats
+    live_repeated = [d for (d, live), (b, a) in counts.items() if live and a > b]
+    assert live_repeated  # the fixture has a depth where few boards can still make the target
+    for depth in live_repeated:
+        live, dead = counts[(depth, True)][1], counts[(depth, False)][1]
+        assert abs(live - dead) <= counts[(depth, True)][0]  # within one live row's repeats of balance
+    assert counts[(0, False)] == [1, 1]
+
+
 def test_legal_states_are_every_state_legal_moves_reach(puzzles):
     from reasoning_gym.tasks.countdown import CountdownTask, puzzle_of
     from reasoning_gym.tasks import solver
@@ -177,7 +205,7 @@ def test_target_variants_label_open_states_exactly_and_keep_only_what_keep_accep
     assert any(v == 0 for v in rows.values()) and any(v > 0 for v in rows.values())
 
 
-@pytest.mark.parametrize("option", [{"value_target_variants": 2}, {"value_one_row_per_board": True}])
+@pytest.mark.parametrize("option", [{"value_target_variants": 2}, {"value_one_row_per_board": True}, {"value_balance": True}])
 def test_bootstrap_value_data_options_join_the_cache_key_only_when_on(option):
     config = BootstrapConfig(source="countdown", difficulty="easy", train_problems=10)
     on = replace(config, planning=replace(config.planning, **option))

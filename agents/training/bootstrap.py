@@ -73,6 +73,10 @@ class PlanningDataSettings:
             reads (`value_text`), labelled with the mean label of its states. With one
             row per state most rows are finished states, whose verdict the engine
             states; per board, the open boards search has to rank are most of them.
+        value_balance: at each depth, repeat the rows still on a path to a correct
+            answer until they weigh as much as the dead ones
+            (`planning_data.balanced_by_depth`): few open boards of a deep level
+            can still make the target, and without it the PRM learns the base rate.
         max_new_tokens: cap per sampled solution.
     """
 
@@ -84,6 +88,7 @@ class PlanningDataSettings:
     value_all_states: bool = False
     value_target_variants: int = 0
     value_one_row_per_board: bool = False
+    value_balance: bool = False
     max_new_tokens: int = 160
 
     def __post_init__(self) -> None:
@@ -154,7 +159,7 @@ class BootstrapConfig:
     def value_key(self) -> dict[str, Any]:
         # V_0 starts from pi_0's backbone, so it depends on everything pi_0 does.
         data = {} if self.task == "answer" else {"planning": to_dict(self.planning)}
-        for name in ("value_target_variants", "value_one_row_per_board"):
+        for name in ("value_target_variants", "value_one_row_per_board", "value_balance"):
             if data and not data["planning"][name]:
                 del data["planning"][name]  # added later: models built without it keep their key
         return {**self.policy_key(), "value_format": VALUE_FORMAT_VERSION, **data, "value": to_dict(self.value)}
@@ -216,7 +221,8 @@ def _planning_value_data(config: BootstrapConfig, problems: ProblemSet, policy_d
     )
     if settings.value_target_variants:
         rows.update(_target_variant_rows(config, problems, progress))
-    return planning_data.value_dataset(rows, config.seed, per_board=settings.value_one_row_per_board)
+    return planning_data.value_dataset(rows, config.seed, per_board=settings.value_one_row_per_board,
+                                      balance=settings.value_balance)
 
 
 def _target_variant_rows(config: BootstrapConfig, problems: ProblemSet, progress: bool):

@@ -185,21 +185,43 @@ def value_rows(
     return rows
 
 
-def value_dataset(rows: dict[ReasoningState, float], seed: int, per_board: bool = False) -> Dataset:
+def value_dataset(rows: dict[ReasoningState, float], seed: int, per_board: bool = False, balance: bool = False) -> Dataset:
     """D_V0 as a shuffled ``{"text", "target"}`` dataset; ``text`` is what the PRM reads (`value_text`).
 
     One row per state, or with `per_board` one row per distinct ``value_text``
     labelled with the mean value of its states (what regression to the
     per-state rows would predict for that input, with every input weighed once).
+
+    With `balance`, at each depth (steps taken) every row still on a path to a
+    correct answer (value > 0) is repeated round(dead / live) times, so live and
+    dead rows of a depth weigh alike. Why: on Countdown `basic` 3% of two-number
+    boards can still make the target; trained on them alone the PRM's loss stayed
+    at the entropy of that base rate for 4,000 steps (it predicted 0.03 for every
+    board), and with balanced batches it ranked unseen boards at 0.76-0.78.
     """
     if not rows:
         raise ValueError("D_V0 is empty: no labelled state")
     if per_board:
-        boards: dict[str, list[float]] = {}
+        boards: dict[str, tuple[int, list[float]]] = {}
         for state, value in rows.items():
-            boards.setdefault(state.value_text, []).append(value)
-        items = sorted((board, board, sum(values) / len(values)) for board, values in boards.items())
+            boards.setdefault(state.value_text, (len(state.steps), []))[1].append(value)
+        items = sorted((board, board, sum(values) / len(values), depth) for board, (depth, values) in boards.items())
     else:
-        items = sorted(((state.text, state.value_text, value) for state, value in rows.items()), key=lambda item: item[0])
+        items = sorted(((state.text, state.value_text, value, len(state.steps)) for state, value in rows.items()),
+                       key=lambda item: item[0])  # fmt: skip
+    if balance:
+        items = balanced_by_depth(items)
     random.Random(seed).shuffle(items)
-    return Dataset.from_dict({"text": [text for _, text, _ in items], "target": [value for _, _, value in items]})
+    return Dataset.from_dict({"text": [item[1] for item in items], "target": [item[2] for item in items]})
+
+
+def balanced_by_depth(items: Sequence[tuple[str, str, float, int]]) -> list[tuple[str, str, float, int]]:
+    """`items` (key, text, value, depth) with each live row (value > 0) repeated
+    max(1, round(dead / live)) times, dead and live counted per depth."""
+    live: dict[int, int] = {}
+    dead: dict[int, int] = {}
+    for _, _, value, depth in items:
+        counts = live if value > 0 else dead
+        counts[depth] = counts.get(depth, 0) + 1
+    repeats = {depth: max(1, round(dead.get(depth, 0) / count)) for depth, count in live.items()}
+    return [item for item in items for _ in range(repeats[item[3]] if item[2] > 0 else 1)]
