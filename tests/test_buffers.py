@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 from datasets import Dataset
@@ -12,7 +13,10 @@ from agents.training.buffers import BufferSchemaError, EpisodeBuffer, empty_data
 
 
 def value_rows(n: int, start: int = 0) -> list[dict]:
-    return [{"text": f"Problem: q{i}\nSolution:\n", "target": i / 10, "problem_id": f"p{i}"} for i in range(start, n)]
+    return [
+        {"text": f"Problem: q{i}\nSolution:\n", "target": i / 10, "depth": i % 3, "problem_id": f"p{i}"}
+        for i in range(start, n)
+    ]
 
 
 POLICY = [{"prompt": "Problem: q\nSolution:\n", "completion": "Step 1: The answer is 1\n", "problem_id": "p"}]
@@ -27,7 +31,7 @@ def test_round_trip_every_kind(tmp_path):
     buffer.append("policy", POLICY, iteration=0)
     buffer.append("pairs", Dataset.from_list(PAIRS), iteration=1)
     value = buffer.load("value")
-    assert value.column_names == ["text", "target", "problem_id", "iteration"]
+    assert value.column_names == ["text", "target", "depth", "problem_id", "iteration"]
     assert value["target"] == [0.0, 0.1, 0.2] and value["iteration"] == [0, 0, 0]
     assert buffer.load("policy").to_list() == [{**POLICY[0], "iteration": 0}]
     assert buffer.load("pairs").to_list() == [{**PAIRS[0], "iteration": 1}]
@@ -127,13 +131,13 @@ def test_leftovers_of_a_killed_run_are_never_loaded(tmp_path):
 def test_schema_errors_name_the_missing_column(tmp_path):
     buffer = EpisodeBuffer(tmp_path)
     with pytest.raises(BufferSchemaError, match=r"value row 1 is missing column\(s\) 'target'"):
-        buffer.append("value", [value_rows(1)[0], {"text": "t", "problem_id": "p"}], iteration=0)
+        buffer.append("value", [value_rows(1)[0], {"text": "t", "depth": 0, "problem_id": "p"}], iteration=0)
     with pytest.raises(BufferSchemaError, match=r"missing column\(s\) 'chosen', 'rejected'"):
         buffer.append("pairs", Dataset.from_dict({"prompt": ["p"], "problem_id": ["p"]}), iteration=0)
     with pytest.raises(BufferSchemaError, match="has iteration 3, appended to 0"):
         buffer.append("policy", [{**POLICY[0], "iteration": 3}], iteration=0)
     with pytest.raises(BufferSchemaError, match="schema"):
-        buffer.append("value", [{"text": "t", "target": "high", "problem_id": "p"}], iteration=0)
+        buffer.append("value", [{"text": "t", "target": "high", "depth": 0, "problem_id": "p"}], iteration=0)
     with pytest.raises(ValueError, match="unknown buffer kind"):
         buffer.append("values", value_rows(1), iteration=0)
     assert buffer.iterations() == [] and len(buffer.load("value")) == 0
@@ -151,3 +155,15 @@ def test_extra_keys_are_not_stored_and_tree_targets_append(tmp_path):
     value = buffer.load("value")
     assert "node" not in value.column_names
     assert value["target"] == pytest.approx([row["target"] for row in targets.values])
+    assert value["depth"] == [row["depth"] for row in targets.values]
+
+
+def test_a_shard_of_an_older_schema_is_named_when_loaded(tmp_path):
+    buffer = EpisodeBuffer(tmp_path)
+    buffer.append("value", value_rows(2), iteration=0)
+    shard = buffer.shards("value", 0)[0]
+    Dataset.load_from_disk(str(shard), keep_in_memory=True).remove_columns("depth").save_to_disk(str(tmp_path / "old"))
+    shutil.rmtree(shard)
+    os.replace(tmp_path / "old", shard)
+    with pytest.raises(BufferSchemaError, match=r"lacks column\(s\) 'depth' of the value schema"):
+        buffer.load("value")

@@ -9,6 +9,7 @@ saved to a temporary folder and passed as explicit model folders.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ from agents.training.self_train import (
     load_config,
     stage_seed,
 )
+from agents.training.value_training import live_repeats
 from agents.training.weighted_nll import step_rows
 from reasoning_gym import Problem, ReasoningState, get_task, make_source, render_state
 
@@ -301,6 +303,26 @@ def test_training_steps_are_capped_by_epochs_over_the_rows(reference_run):
     for stage, configured in (("policy", config.policy.sft), ("value", config.value.settings)):
         record = trainer.stage_record(1, stage)
         assert record["steps"] == capped_steps(configured, record["rows"], 3.0).max_steps
+
+
+def test_balanced_value_stage_repeats_live_rows_until_they_weigh_as_much_as_dead_ones(tmp_path, reference_run, start_models):
+    config, _ = reference_run
+    run = tmp_path / "run"
+    shutil.copytree(Path(config.run_dir) / "buffer", run / "buffer")
+    value = {**config_data(run, "rest_mcts", start_models)["value"], "balance": True}
+    record = SelfTrainer(make_config(run, "rest_mcts", start_models, value=value)).stage_value(1)
+    rows = EpisodeBuffer(run / "buffer").load("value", 1)
+    assert len(set(rows["depth"])) > 1  # tree rows span depths
+    repeats = live_repeats(rows["target"], rows["depth"])
+    assert record["distinct_rows"] == len(rows) and record["rows"] == sum(repeats)
+    for depth in set(rows["depth"]):
+        live = sum(count for count, t, d in zip(repeats, rows["target"], rows["depth"]) if d == depth and t > 0)
+        dead = sum(1 for t, d in zip(rows["target"], rows["depth"]) if d == depth and t <= 0)
+        distinct_live = sum(1 for t, d in zip(rows["target"], rows["depth"]) if d == depth and t > 0)
+        if distinct_live and dead >= distinct_live:  # within half a live row's repeats of an even split
+            assert abs(live - dead) <= distinct_live / 2
+    assert record["rows"] > record["distinct_rows"]  # the tiny trees hold more dead ends than live states
+    assert not same_weights(weights(run / "iteration_1" / "value"), weights(start_models[1]))
 
 
 def test_stage_seeds_are_stable_and_distinct():

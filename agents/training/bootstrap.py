@@ -75,7 +75,7 @@ class PlanningDataSettings:
             states; per board, the open boards search has to rank are most of them.
         value_balance: at each depth, repeat the rows still on a path to a correct
             answer until they weigh as much as the dead ones
-            (`planning_data.balanced_by_depth`): few open boards of a deep level
+            (`value_training.live_repeats`): few open boards of a deep level
             can still make the target, and without it the PRM learns the base rate.
         max_new_tokens: cap per sampled solution.
     """

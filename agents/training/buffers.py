@@ -16,13 +16,13 @@ Schema (every kind carries the iteration that produced the row):
 
     kind     columns (type)
     policy   prompt (str), completion (str), problem_id (str), iteration (int64)
-    value    text (str), target (float64, in [0, 1]), problem_id (str), iteration (int64)
+    value    text (str), target (float64, in [0, 1]), depth (int64), problem_id (str), iteration (int64)
     pairs    prompt (str), chosen (str), rejected (str), problem_id (str), iteration (int64)
 
 ``policy`` rows are SFT data in TRL's prompt/completion format (``prompt +
 completion`` is the rendered solved state); ``value`` rows are PRM targets
 (``text`` = the state's ``value_text``: the rendered state, or the board on a
-task that renders one); ``pairs`` are DPO
+task that renders one; ``depth`` = steps taken to it); ``pairs`` are DPO
 preference pairs in TRL's format. `agents.training.tree_targets.label_tree`
 produces all three. Keys outside the schema (the labeller's ``node``, say) are not
 stored; a missing column is an error that names it.
@@ -56,7 +56,13 @@ SCHEMAS: dict[str, Features] = {
         {"prompt": _STRING, "completion": _STRING, "problem_id": _STRING, "iteration": _ITERATION}
     ),
     "value": Features(
-        {"text": _STRING, "target": Value("float64"), "problem_id": _STRING, "iteration": _ITERATION}
+        {
+            "text": _STRING,
+            "target": Value("float64"),
+            "depth": Value("int64"),
+            "problem_id": _STRING,
+            "iteration": _ITERATION,
+        }
     ),
     "pairs": Features(
         {"prompt": _STRING, "chosen": _STRING, "rejected": _STRING, "problem_id": _STRING, "iteration": _ITERATION}
@@ -196,6 +202,12 @@ class EpisodeBuffer:
         for iteration in wanted:
             for shard in self.shards(kind, iteration):
                 part = Dataset.load_from_disk(str(shard), keep_in_memory=True)
+                missing = [name for name in features if name not in part.column_names]
+                if missing:  # a shard of an older schema: cast would fail with pyarrow's message
+                    raise BufferSchemaError(
+                        f"{shard} lacks column(s) {', '.join(map(repr, missing))} of the {kind} schema "
+                        "(written by an older rest-mcts); start a new run_dir"
+                    )
                 parts.append(part if part.features == features else part.cast(features))
         if not parts:
             return empty_dataset(kind)

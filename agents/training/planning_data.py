@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from agents.models.base import Policy, SamplingConfig
 from agents.search.traces import prefixes, solution_state
 from agents.training.value_targets import trace_quality_values
+from agents.training.value_training import live_repeats
 from reasoning_gym import Problem, ReasoningState, render_state, steps_to_solve
 from reasoning_gym.sources.puzzles import puzzle_problem, solution_steps, unreferenced_problem
 from reasoning_gym.tasks import solver
@@ -192,12 +193,8 @@ def value_dataset(rows: dict[ReasoningState, float], seed: int, per_board: bool 
     labelled with the mean value of its states (what regression to the
     per-state rows would predict for that input, with every input weighed once).
 
-    With `balance`, at each depth (steps taken) every row still on a path to a
-    correct answer (value > 0) is repeated round(dead / live) times, so live and
-    dead rows of a depth weigh alike. Why: on Countdown `basic` 3% of two-number
-    boards can still make the target; trained on them alone the PRM's loss stayed
-    at the entropy of that base rate for 4,000 steps (it predicted 0.03 for every
-    board), and with balanced batches it ranked unseen boards at 0.76-0.78.
+    With `balance`, live and dead rows weigh alike at each depth: every row still
+    on a path to a correct answer (value > 0) is repeated as `live_repeats` says.
     """
     if not rows:
         raise ValueError("D_V0 is empty: no labelled state")
@@ -210,18 +207,7 @@ def value_dataset(rows: dict[ReasoningState, float], seed: int, per_board: bool 
         items = sorted(((state.text, state.value_text, value, len(state.steps)) for state, value in rows.items()),
                        key=lambda item: item[0])  # fmt: skip
     if balance:
-        items = balanced_by_depth(items)
+        repeats = live_repeats([item[2] for item in items], [item[3] for item in items])
+        items = [item for item, count in zip(items, repeats) for _ in range(count)]
     random.Random(seed).shuffle(items)
     return Dataset.from_dict({"text": [item[1] for item in items], "target": [item[2] for item in items]})
-
-
-def balanced_by_depth(items: Sequence[tuple[str, str, float, int]]) -> list[tuple[str, str, float, int]]:
-    """`items` (key, text, value, depth) with each live row (value > 0) repeated
-    max(1, round(dead / live)) times, dead and live counted per depth."""
-    live: dict[int, int] = {}
-    dead: dict[int, int] = {}
-    for _, _, value, depth in items:
-        counts = live if value > 0 else dead
-        counts[depth] = counts.get(depth, 0) + 1
-    repeats = {depth: max(1, round(dead.get(depth, 0) / count)) for depth, count in live.items()}
-    return [item for item in items for _ in range(repeats[item[3]] if item[2] > 0 else 1)]

@@ -76,7 +76,7 @@ from agents.training.policy_sft import SFTSettings
 from agents.training.rest_em import RestEMSettings
 from agents.training.self_rewarding import SelfRewardingSettings
 from agents.training.tree_targets import TreeTargets, label_tree
-from agents.training.value_training import ValueSettings
+from agents.training.value_training import ValueSettings, live_repeats
 from agents.training.weighted_nll import WeightedNLLSettings
 from reasoning_gym import EpisodeLimits, Problem, get_task, grade
 
@@ -204,6 +204,12 @@ class ValueTraining:
         settings: regression settings.
         accumulate: train on the value rows of iterations 1..i, not only iteration i.
         max_epochs: cap on passes over the rows, as for the policy; None: always max_steps.
+        balance: repeat the rows still on a path to a correct answer (target > 0)
+            until they weigh as much as the dead ones at each depth
+            (`value_training.live_repeats`). Most nodes of a search tree are dead
+            ends; trained on them as they come, V_1 gave the solvable boards it
+            saw about 0.1, below what it gives an unfamiliar board (README, "Why
+            V_2 does not rank siblings better than V_0").
     """
 
     train: bool | None = None
@@ -212,6 +218,7 @@ class ValueTraining:
     )
     accumulate: bool = False
     max_epochs: float | None = 3.0
+    balance: bool = False
 
 
 @dataclass(frozen=True)
@@ -742,9 +749,14 @@ class SelfTrainer:
         if not config.train_value:
             return {"trained": False, "rows": 0}
         data_iterations = list(range(1, iteration + 1)) if config.value.accumulate else [iteration]
-        dataset = self.buffer.load("value", data_iterations).select_columns(["text", "target"])
+        dataset = self.buffer.load("value", data_iterations)
         if len(dataset) == 0:
             return {"trained": False, "rows": 0}
+        distinct = len(dataset)
+        if config.value.balance:
+            repeats = live_repeats(dataset["target"], dataset["depth"])
+            dataset = dataset.select([row for row, count in enumerate(repeats) for _ in range(count)])
+        dataset = dataset.select_columns(["text", "target"])
         previous = self.value_dir(iteration - 1)
         seed = stage_seed(config.seed, iteration, "value")
         folder = self.iteration_dir(iteration) / "value"
@@ -763,7 +775,7 @@ class SelfTrainer:
 
         settings = capped_steps(config.value.settings, len(dataset), config.value.max_epochs)
         build_atomically(folder, {"iteration": iteration, "seed": seed}, build)
-        return {"trained": True, "rows": len(dataset), "steps": settings.max_steps}
+        return {"trained": True, "rows": len(dataset), "distinct_rows": distinct, "steps": settings.max_steps}
 
     # --- stage: eval ------------------------------------------------------------------------------------
 

@@ -233,7 +233,8 @@ def label_tree(tree: Tree, max_pairs: int | None = None) -> TreeTargets:
     prompt = root.text
     out = TreeTargets()
     out.values = [
-        {"text": tree.state[n].value_text, "target": v, "problem_id": problem_id, "node": n}
+        {"text": tree.state[n].value_text, "target": v, "depth": len(tree.state[n].steps), "problem_id": problem_id,
+         "node": n}  # fmt: skip
         for n, v in node_values(tree).items()
     ]
     out.relative = [

@@ -8,6 +8,7 @@ as `HFValueModel` does at inference.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +47,28 @@ class SoftTargetTrainer(Trainer):
         logits = outputs.logits.squeeze(-1).float()
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
         return (loss, outputs) if return_outputs else loss
+
+
+def live_repeats(targets: Sequence[float], depths: Sequence[int]) -> list[int]:
+    """How often each value row is used so that live and dead rows weigh alike at each depth.
+
+    A live row (target > 0: its state is still on a path to a correct answer) is
+    used max(1, round(dead / live)) times, dead and live counted among the rows of
+    its depth (steps taken); a dead row once. Why: on a planning task most deep
+    states are dead ends (3% of the two-number boards of Countdown `basic` are
+    live), and a PRM trained on them as they come learns the base rate, not the
+    board: its loss stays at that rate's entropy and it ranks unseen boards at
+    chance (README, "balanced D_V0").
+    """
+    if len(targets) != len(depths):
+        raise ValueError(f"{len(targets)} targets but {len(depths)} depths")
+    live: dict[int, int] = {}
+    dead: dict[int, int] = {}
+    for target, depth in zip(targets, depths):
+        counts = live if target > 0 else dead
+        counts[depth] = counts.get(depth, 0) + 1
+    repeats = {depth: max(1, round(dead.get(depth, 0) / count)) for depth, count in live.items()}
+    return [repeats[depth] if target > 0 else 1 for target, depth in zip(targets, depths)]
 
 
 def tokenize_value_dataset(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
