@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from datasets import Dataset
 from safetensors.torch import load_file
@@ -46,6 +47,7 @@ TINY_MCTS = {"iterations": 6, "branch": 3, "temperature": 1.0, "max_new_tokens":
 def start_models(tmp_path_factory) -> tuple[str, str]:
     """(pi_0 folder, V_0 folder)."""
     root = tmp_path_factory.mktemp("start")
+    torch.manual_seed(0)  # torch seeds its generator at random per process: unseeded, the models (and the test) vary
     tokenizer = build_char_tokenizer()
     problems = make_source("synthetic", split="train", size=4, seed=1, difficulty=EASY)
     texts = [render_state(p.question, p.steps) + tokenizer.eos_token for p in problems] * 8
