@@ -206,10 +206,10 @@ class ValueTraining:
         max_epochs: cap on passes over the rows, as for the policy; None: always max_steps.
         balance: repeat the rows still on a path to a correct answer (target > 0)
             until they weigh as much as the dead ones at each depth
-            (`value_training.live_repeats`). Most nodes of a search tree are dead
-            ends; trained on them as they come, V_1 gave the solvable boards it
-            saw about 0.1, below what it gives an unfamiliar board (README, "Why
-            V_2 does not rank siblings better than V_0").
+            (`value_training.live_repeats`), as `planning.value_balance` does for
+            D_V0. Most nodes of a search tree are dead ends; on Countdown `easy`
+            (`self_train_1600_balanced.yaml`, 2 seeds) it did not lift V_2 above
+            V_0 among siblings (README, "Balancing the tree rows does not fix it").
     """
 
     train: bool | None = None
