@@ -6,12 +6,13 @@ Gaussian noise of growing standard deviation (`NoisyOracleValue`), and the
 learned V_0. Each value model's quality is measured as its AUROC against exact
 solvability on the states of pi_0's own samples of the same problems (pooled and
 among siblings, the choice search makes). Self-Consistency and Best-of-N (V_0) at
-the same budget are run once as the bars to beat. ``--widen-by-value`` charts
-MCTS* with value-based widening (`MCTSStarConfig.widen_by_value`) instead.
+the same budget are run once as the bars to beat. MCTS* searches as the config
+says; ``--widen-by-value`` turns value-based widening (`MCTSStarConfig.widen_by_value`)
+on where the config has it off (the headline config has it on).
 
-    .venv/bin/python benchmarks/value_quality.py                 # configs/countdown/compare.yaml
-    .venv/bin/python benchmarks/value_quality.py --widen-by-value --noise 0 0.1 0.2 0.3 0.4 0.5 \
-        --out benchmarks/results/countdown/value_quality_widen.json
+    .venv/bin/python benchmarks/value_quality.py --noise 0 0.1 0.2 0.3 0.4 0.5   # configs/countdown/compare.yaml
+    .venv/bin/python benchmarks/value_quality.py --config configs/countdown/compare_basic_balanced.yaml \
+        --widen-by-value --noise 0.3 --out benchmarks/results/countdown/value_quality_basic_balanced_widen.json
 
 Prints a table and writes benchmarks/results/countdown/value_quality.json and a
 PNG of MCTS* accuracy against sibling AUROC.

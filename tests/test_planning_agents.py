@@ -205,7 +205,35 @@ def test_target_variants_label_open_states_exactly_and_keep_only_what_keep_accep
     assert any(v == 0 for v in rows.values()) and any(v > 0 for v in rows.values())
 
 
-@pytest.mark.parametrize("option", [{"value_target_variants": 2}, {"value_one_row_per_board": True}, {"value_balance": True}])
+def test_finished_fraction_thins_finished_rows_alone_and_keeps_their_live_share(puzzles):
+    rows: dict = {}
+    for problem in puzzles[:6]:
+        rows.update(planning_data.labelled_states(s)[-1] for s in planning_data.legal_states(problem))
+    finished_of = {state.value_text: state.answer is not None for state in rows}
+    full = planning_data.value_dataset(rows, seed=0, per_board=True, balance=True)
+    thin = planning_data.value_dataset(rows, seed=0, per_board=True, balance=True, finished_fraction=0.25)
+
+    def split(data):
+        finished = [target for text, target in zip(data["text"], data["target"]) if finished_of[text]]
+        return sorted(t for text, t in zip(data["text"], data["target"]) if not finished_of[text]), finished
+
+    (open_full, finished_full), (open_thin, finished_thin) = split(full), split(thin)
+    assert open_thin == open_full  # open boards untouched
+    assert 0.15 * len(finished_full) < len(finished_thin) < 0.35 * len(finished_full)
+    live_share = lambda targets: sum(t > 0 for t in targets) / len(targets)  # noqa: E731
+    assert live_share(finished_thin) == pytest.approx(live_share(finished_full), abs=0.1)
+    again = planning_data.value_dataset(rows, seed=0, per_board=True, balance=True, finished_fraction=0.25)
+    assert list(again["text"]) == list(thin["text"])  # seeded
+    with pytest.raises(ValueError, match="finished_fraction"):
+        planning_data.value_dataset(rows, seed=0, finished_fraction=0.0)
+    with pytest.raises(ValueError, match="value_finished_fraction"):
+        PlanningDataSettings(value_finished_fraction=1.5)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [{"value_target_variants": 2}, {"value_one_row_per_board": True}, {"value_balance": True}, {"value_finished_fraction": 0.2}],
+)
 def test_bootstrap_value_data_options_join_the_cache_key_only_when_on(option):
     config = BootstrapConfig(source="countdown", difficulty="easy", train_problems=10)
     on = replace(config, planning=replace(config.planning, **option))

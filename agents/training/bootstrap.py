@@ -77,6 +77,10 @@ class PlanningDataSettings:
             answer until they weigh as much as the dead ones
             (`value_training.live_repeats`): few open boards of a deep level
             can still make the target, and without it the PRM learns the base rate.
+        value_finished_fraction: share of the rows of finished states (an answer
+            stated) D_V0 keeps, drawn at random (1.0: all). The engine states its
+            verdict on a finished expression, so a few of them teach the PRM to
+            read it; the steps the rest would take go to the open boards.
         max_new_tokens: cap per sampled solution.
     """
 
@@ -89,6 +93,7 @@ class PlanningDataSettings:
     value_target_variants: int = 0
     value_one_row_per_board: bool = False
     value_balance: bool = False
+    value_finished_fraction: float = 1.0
     max_new_tokens: int = 160
 
     def __post_init__(self) -> None:
@@ -98,6 +103,13 @@ class PlanningDataSettings:
         for name in ("solutions", "value_problems", "value_samples", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PlanningDataSettings.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.value_finished_fraction <= 1:
+            raise ValueError(f"PlanningDataSettings.value_finished_fraction must be in (0, 1], got {self.value_finished_fraction}")
+
+
+_LATER_PLANNING_FIELDS = {"value_target_variants": 0, "value_one_row_per_board": False, "value_balance": False,
+                          "value_finished_fraction": 1.0}  # fmt: skip
+"""PlanningDataSettings fields added after models were cached, with the default that leaves them out of the key."""
 
 
 @dataclass(frozen=True)
@@ -159,8 +171,8 @@ class BootstrapConfig:
     def value_key(self) -> dict[str, Any]:
         # V_0 starts from pi_0's backbone, so it depends on everything pi_0 does.
         data = {} if self.task == "answer" else {"planning": to_dict(self.planning)}
-        for name in ("value_target_variants", "value_one_row_per_board", "value_balance"):
-            if data and not data["planning"][name]:
+        for name, default in _LATER_PLANNING_FIELDS.items():
+            if data and data["planning"][name] == default:
                 del data["planning"][name]  # added later: models built without it keep their key
         return {**self.policy_key(), "value_format": VALUE_FORMAT_VERSION, **data, "value": to_dict(self.value)}
 
@@ -222,7 +234,7 @@ def _planning_value_data(config: BootstrapConfig, problems: ProblemSet, policy_d
     if settings.value_target_variants:
         rows.update(_target_variant_rows(config, problems, progress))
     return planning_data.value_dataset(rows, config.seed, per_board=settings.value_one_row_per_board,
-                                      balance=settings.value_balance)
+                                      balance=settings.value_balance, finished_fraction=settings.value_finished_fraction)
 
 
 def _target_variant_rows(config: BootstrapConfig, problems: ProblemSet, progress: bool):

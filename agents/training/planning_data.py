@@ -186,7 +186,13 @@ def value_rows(
     return rows
 
 
-def value_dataset(rows: dict[ReasoningState, float], seed: int, per_board: bool = False, balance: bool = False) -> Dataset:
+def value_dataset(
+    rows: dict[ReasoningState, float],
+    seed: int,
+    per_board: bool = False,
+    balance: bool = False,
+    finished_fraction: float = 1.0,
+) -> Dataset:
     """D_V0 as a shuffled ``{"text", "target"}`` dataset; ``text`` is what the PRM reads (`value_text`).
 
     One row per state, or with `per_board` one row per distinct ``value_text``
@@ -195,19 +201,32 @@ def value_dataset(rows: dict[ReasoningState, float], seed: int, per_board: bool 
 
     With `balance`, live and dead rows weigh alike at each depth: every row still
     on a path to a correct answer (value > 0) is repeated as `live_repeats` says.
+
+    `finished_fraction` is the share of rows of finished states (those that state
+    an answer) kept, each row (a repeat too) drawn independently, so live and dead
+    ones keep their proportion. Why: the engine states its verdict on a finished
+    expression, which the PRM reads off the text, yet on Countdown `easy` finished
+    boards are 44% of the balanced rows (51 correct ones repeated 147 times each);
+    dropping most of them spends the training steps on the open boards search ranks.
     """
     if not rows:
         raise ValueError("D_V0 is empty: no labelled state")
+    if not 0 < finished_fraction <= 1:
+        raise ValueError(f"finished_fraction must be in (0, 1], got {finished_fraction}")
     if per_board:
-        boards: dict[str, tuple[int, list[float]]] = {}
+        boards: dict[str, tuple[int, bool, list[float]]] = {}
         for state, value in rows.items():
-            boards.setdefault(state.value_text, (len(state.steps), []))[1].append(value)
-        items = sorted((board, board, sum(values) / len(values), depth) for board, (depth, values) in boards.items())
+            boards.setdefault(state.value_text, (len(state.steps), state.answer is not None, []))[2].append(value)
+        items = sorted((board, board, sum(values) / len(values), depth, finished)
+                       for board, (depth, finished, values) in boards.items())  # fmt: skip
     else:
-        items = sorted(((state.text, state.value_text, value, len(state.steps)) for state, value in rows.items()),
-                       key=lambda item: item[0])  # fmt: skip
+        items = sorted(((state.text, state.value_text, value, len(state.steps), state.answer is not None)
+                        for state, value in rows.items()), key=lambda item: item[0])  # fmt: skip
     if balance:
         repeats = live_repeats([item[2] for item in items], [item[3] for item in items])
         items = [item for item, count in zip(items, repeats) for _ in range(count)]
+    if finished_fraction < 1:
+        draw = random.Random(seed + 1)
+        items = [item for item in items if not item[4] or draw.random() < finished_fraction]
     random.Random(seed).shuffle(items)
     return Dataset.from_dict({"text": [item[1] for item in items], "target": [item[2] for item in items]})
