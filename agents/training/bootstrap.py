@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +107,8 @@ class PlanningDataSettings:
             raise ValueError(f"PlanningDataSettings.value_finished_fraction must be in (0, 1], got {self.value_finished_fraction}")
 
 
-_LATER_PLANNING_FIELDS = {"value_target_variants": 0, "value_one_row_per_board": False, "value_balance": False,
-                          "value_finished_fraction": 1.0}  # fmt: skip
-"""PlanningDataSettings fields added after models were cached, with the default that leaves them out of the key."""
+_LATER_PLANNING_FIELDS = ("value_target_variants", "value_one_row_per_board", "value_balance", "value_finished_fraction")
+"""PlanningDataSettings fields added after models were cached: at their default they stay out of the key."""
 
 
 @dataclass(frozen=True)
@@ -171,8 +170,9 @@ class BootstrapConfig:
     def value_key(self) -> dict[str, Any]:
         # V_0 starts from pi_0's backbone, so it depends on everything pi_0 does.
         data = {} if self.task == "answer" else {"planning": to_dict(self.planning)}
-        for name, default in _LATER_PLANNING_FIELDS.items():
-            if data and data["planning"][name] == default:
+        defaults = {f.name: f.default for f in fields(PlanningDataSettings)}
+        for name in _LATER_PLANNING_FIELDS:
+            if data and data["planning"][name] == defaults[name]:
                 del data["planning"][name]  # added later: models built without it keep their key
         return {**self.policy_key(), "value_format": VALUE_FORMAT_VERSION, **data, "value": to_dict(self.value)}
 
