@@ -388,15 +388,15 @@ def test_an_answer_step_is_graded_as_written(p24):
 def test_value_models_read_the_board_and_transpositions_share_it(p24, basic):
     """The PRM's view of a countdown state is its board next to the target, not the history."""
     one, other = run(p24, "13 - 9 = 4", "10 - 4 = 6"), run(p24, "10 - 4 = 6", "13 - 9 = 4")
-    assert one.text != other.text and one.value_text == other.value_text == "+ - * /. Target 24. Left: 4 6.\n"
-    assert ReasoningState(basic).value_text == "+ - * / whole >= 0. Target 24. Left: 4 9 10 13.\n"
-    assert run(p24, "13 - 9 = 4", "10 - 4 = 6", "4 + 6 = 10").value_text.endswith("Target 24. Answer 10, not the target.\n")
-    assert run(p24, "The answer is (13 - 9) * (10 - 4)").value_text.endswith("Answer 24, the target.\n")
-    assert run(p24, "The answer is 24").value_text.endswith("Answer invalid.\n")  # not the puzzle's numbers
-    assert run(p24, "The answer is (13 - 9) *").value_text.endswith("Answer invalid.\n")
-    assert run(p24, "13 - 9 = 5").value_text.endswith("Target 24. Illegal.\n")
+    assert one.text != other.text and one.value_text == other.value_text == "+ - * /. make 24, left 4 6\n"
+    assert ReasoningState(basic).value_text == "+ - * / whole >= 0. make 24, left 4 9 10 13\n"
+    assert run(p24, "13 - 9 = 4", "10 - 4 = 6", "4 + 6 = 10").value_text.endswith("make 24, answer 10, no\n")
+    assert run(p24, "The answer is (13 - 9) * (10 - 4)").value_text.endswith("make 24, answer 24, yes\n")
+    assert run(p24, "The answer is 24").value_text.endswith("make 24, answer invalid\n")  # not the puzzle's numbers
+    assert run(p24, "The answer is (13 - 9) *").value_text.endswith("make 24, answer invalid\n")
+    assert run(p24, "13 - 9 = 5").value_text.endswith("make 24, illegal\n")
     fractions = run(problem_for((3, 3, 8, 8)), "8 / 3 = 8/3")
-    assert fractions.value_text == "+ - * /. Target 24. Left: 8/3 3 8.\n"
+    assert fractions.value_text == "+ - * /. make 24, left 8/3 3 8\n"
     word = Problem("w", "What is 2 + 3?", "5")
     assert ReasoningState(word, ("2 + 3 = 5",)).value_text == ReasoningState(word, ("2 + 3 = 5",)).text
 

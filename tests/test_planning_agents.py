@@ -111,7 +111,7 @@ def test_value_data_reads_boards_with_one_row_per_state(puzzles):
         rows.update(planning_data.labelled_states(other))
     data = planning_data.value_dataset(rows, seed=0)
     assert len(data) == len(rows) and sorted(data["target"]) == sorted(rows.values())
-    assert set(data["text"]) == {state.value_text for state in rows} and all("Target" in t for t in data["text"])
+    assert set(data["text"]) == {state.value_text for state in rows} and all(" make " in t for t in data["text"])
     assert len(set(data["text"])) < len(data)  # boards repeat across states; every state keeps its row
     assert list(data["text"]) == list(planning_data.value_dataset(rows, seed=0)["text"])  # deterministic
 

@@ -44,7 +44,7 @@ from reasoning_gym.sources.base import source_kwargs
 from reasoning_gym.sources.puzzles import excluded_keys, in_split, resolve_countdown
 
 FORMAT_VERSION = 5  # bump when a change to the code alters what a config builds
-VALUE_FORMAT_VERSION = 3  # bump when a change alters V_0 alone (what the PRM reads, its data); pi_0 stays cached
+VALUE_FORMAT_VERSION = 4  # bump when a change alters V_0 alone (what the PRM reads, its data); pi_0 stays cached
 
 logger = logging.getLogger(__name__)
 

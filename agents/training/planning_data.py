@@ -162,7 +162,7 @@ def value_rows(
 
     One row per distinct state, not per distinct `value_text`: on a task whose PRM
     reads the board, many states share a board (every correct final state of a
-    target reads "Target 42. Answer 42, the target."). Before the engine stated its
+    target reads "make 42, answer 42, yes"). Before the engine stated its
     verdict, merging them left V_0 too few correct final states to learn the
     comparison; `value_dataset(per_board=True)` merges them now, with the verdict
     in the text one row per target is enough.

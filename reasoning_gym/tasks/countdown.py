@@ -225,10 +225,10 @@ def board_text(puzzle: Puzzle, board: Board) -> str:
     left, the stated answer's value and the engine's verdict on it, or that the
     last step was illegal::
 
-        + - * / whole >= 0. Target 42. Left: 4 66.
-        + - * / whole >= 0. Target 42. Answer 62, not the target.
-        + - * / whole >= 0. Target 42. Answer 42, the target.
-        + - * / whole >= 0. Target 42. Illegal.
+        + - * / whole >= 0. make 42, left 4 66
+        + - * / whole >= 0. make 42, answer 62, no
+        + - * / whole >= 0. make 42, answer 42, yes
+        + - * / whole >= 0. make 42, illegal
 
     Countdown is Markov in its board (the value of a state is whether the target
     can be made from the numbers left), so the history adds nothing. Why not the
@@ -240,23 +240,25 @@ def board_text(puzzle: Puzzle, board: Board) -> str:
     target is in the question), so the engine states the result as a game shows
     "you win"; what is left for the PRM is the question search asks, which moves
     can still make the target. An answer that does not use exactly the puzzle's
-    numbers reads "Answer invalid".
+    numbers reads "answer invalid". Why these words: the policy's tokenizer has
+    "make", "left" and "answer" as tokens but spells "Target" in six, and a
+    shorter input is a cheaper training step (open boards 23 tokens, were 33).
     """
     rules = puzzle.rules
     kind = "" if rules.allow_fractions else (" whole" if rules.allow_negative else " whole >= 0")
-    head = f"{' '.join(rules.operations)}{kind}. Target {format_number(puzzle.target)}."
+    head = f"{' '.join(rules.operations)}{kind}. make {format_number(puzzle.target)},"
     if board.illegal is not None:
-        return f"{head} Illegal.\n"
+        return f"{head} illegal\n"
     if board.answer is not None:
         try:
             evaluation = evaluate_expression(board.answer, rules)
         except ExpressionError:
-            return f"{head} Answer invalid.\n"
+            return f"{head} answer invalid\n"
         if sorted(evaluation.numbers) != sorted(puzzle.numbers):
-            return f"{head} Answer invalid.\n"
-        verdict = "the target" if evaluation.value == puzzle.target else "not the target"
-        return f"{head} Answer {format_number(evaluation.value)}, {verdict}.\n"
-    return f"{head} Left: {' '.join(format_number(v) for v in board.values)}.\n"
+            return f"{head} answer invalid\n"
+        verdict = "yes" if evaluation.value == puzzle.target else "no"
+        return f"{head} answer {format_number(evaluation.value)}, {verdict}\n"
+    return f"{head} left {' '.join(format_number(v) for v in board.values)}\n"
 
 
 def grade_expression(puzzle: Puzzle, answer: str) -> bool:
