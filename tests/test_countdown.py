@@ -542,6 +542,22 @@ def test_countdown_splits_never_share_a_puzzle():
     assert not keys_of(other) & keys_of(make_source("countdown", split="train", size=300, seed=2, difficulty="easy"))
 
 
+def test_a_split_can_be_asked_for_every_puzzle_it_holds_and_no_more():
+    """The walk finds even a level's rarest puzzles (three equal numbers come up 1/6 as often
+    as three different ones) and says how many exist when asked for more."""
+    level = CountdownConfig(count=3, max_number=6, min_target=10, max_target=30)
+    every = {Puzzle(numbers, target, level.rules).key
+             for numbers in itertools.combinations_with_replacement(range(1, 7), 3)
+             for target in range(10, 31) if solver.solvable(solver.normalize(numbers), target, level.rules)}
+    held = {key for key in every if split_of(key) == "train"}
+    assert 150 < len(held) < len(every)
+    # (a walk of a fixed length, size / share * 4 + 2000 indices, found 188 of these 191)
+    found = make_source("countdown", split="train", size=len(held), seed=0, difficulty=level)
+    assert {puzzle_of(p).key for p in found} == held
+    with pytest.raises(RuntimeError, match=f"only {len(held)} distinct train puzzles"):
+        make_source("countdown", split="train", size=len(held) + 1, seed=0, difficulty=level)
+
+
 def test_reordered_numbers_land_in_the_same_split(tmp_path):
     orders = [(4, 5, 6, 10), (10, 6, 5, 4), (6, 4, 10, 5)]
     assert len({Puzzle(numbers, 24).key for numbers in orders}) == 1

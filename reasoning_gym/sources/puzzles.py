@@ -177,17 +177,25 @@ def generate_puzzle(index: int, seed: int = 0, config: CountdownLevel = "easy") 
     if not isinstance(index, int) or isinstance(index, bool) or index < 0:
         raise ValueError(f"index must be a non-negative int, got {index!r}")
     name, cfg = resolve_countdown(config)
+    return _problem_of_draw(name, seed, index, *_draw_puzzle(name, cfg, seed, index))
+
+
+def _draw_puzzle(name: str, cfg: CountdownConfig, seed: int, index: int) -> tuple[Puzzle, random.Random]:
+    """Puzzle `index` of generator `seed` and the generator's state after drawing it, which
+    then picks the reference solution (`_problem_of_draw`)."""
     rng = random.Random(_stable_int("rest-mcts-countdown", seed, index, cfg.key()))
     rules = cfg.rules
     for _ in range(_MAX_ATTEMPTS):
         numbers = tuple(sorted(rng.randint(cfg.min_number, cfg.max_number) for _ in range(cfg.count)))
         target = rng.randint(cfg.min_target, cfg.max_target)
         if solver.solvable(solver.normalize(numbers), target, rules):
-            puzzle = Puzzle(numbers, target, rules)
-            return puzzle_problem(puzzle, f"countdown-{name}-{seed}-{index}", rng,
-                                  difficulty=name, seed=seed, index=index)
+            return Puzzle(numbers, target, rules), rng
     raise RuntimeError(f"countdown {name}: no solvable puzzle in {_MAX_ATTEMPTS} draws (seed {seed}, index {index}); "
                        "widen the target range")
+
+
+def _problem_of_draw(name: str, seed: int, index: int, puzzle: Puzzle, rng: random.Random) -> Problem:
+    return puzzle_problem(puzzle, f"countdown-{name}-{seed}-{index}", rng, difficulty=name, seed=seed, index=index)
 
 
 # --- excluded puzzles ------------------------------------------------------------------
@@ -321,22 +329,26 @@ def countdown_source(
     if share <= 0:
         raise ValueError(f"split {split!r} has fraction 0 in {tuple(fractions)}; it can hold no problems")
     # The walk also passes every excluded puzzle it meets (a training set that excludes the
-    # first puzzles of the same seed's walk must look past all of them).
+    # first puzzles of the same seed's walk must look past all of them). A level is finite
+    # and its rarest puzzles (three equal numbers) come up far less often than the rest, so
+    # past `limit` the walk goes on while it still finds puzzles: it gives up only when it
+    # has gone four times as far as its last find without a new one (requests the split
+    # cannot meet pay for that; the rest stop where they did before).
     limit = int((size + len(excluded)) / share * 4) + 2000
     problems: list[Problem] = []
     seen: set[str] = set()
-    for index in range(limit):
-        if len(problems) >= size:
-            break
-        problem = generate_puzzle(index, seed, config)
-        puzzle = Puzzle.from_metadata(problem.metadata["puzzle"])
+    index = last_find = 0
+    while len(problems) < size:
+        if index >= limit and index - last_find > max(4 * last_find, 2000):
+            raise RuntimeError(f"countdown {name}: only {len(problems)} distinct {split or 'all'} puzzles in the first "
+                               f"{index} indices (none new after index {last_find}); ask for fewer or widen the ranges")
+        puzzle, rng = _draw_puzzle(name, config, seed, index)
+        index += 1
         if puzzle.key in seen or not in_split(puzzle, split, excluded, fractions):
-            continue
+            continue  # the reference solution is drawn only for a kept puzzle: most are passed over
         seen.add(puzzle.key)
-        problems.append(problem)
-    if len(problems) < size:
-        raise RuntimeError(f"countdown {name}: only {len(problems)} distinct {split or 'all'} puzzles in the first "
-                           f"{limit} indices; ask for fewer or widen the ranges")
+        problems.append(_problem_of_draw(name, seed, index - 1, puzzle, rng))
+        last_find = index - 1
     return ProblemSet(f"countdown-{name}-{seed}-{split or 'all'}", tuple(problems))
 
 
