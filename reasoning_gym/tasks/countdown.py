@@ -240,9 +240,9 @@ def board_text(puzzle: Puzzle, board: Board) -> str:
     target is in the question), so the engine states the result as a game shows
     "you win"; what is left for the PRM is the question search asks, which moves
     can still make the target. An answer that does not use exactly the puzzle's
-    numbers reads "answer invalid". Why these words: the policy's tokenizer has
-    "make", "left" and "answer" as tokens but spells "Target" in six, and a
-    shorter input is a cheaper training step (open boards 23 tokens, were 33).
+    numbers reads "answer invalid". Why these words: the bundled tiny policy's
+    tokenizer has "make", "left" and "answer" as tokens but spells "Target" in six,
+    and a shorter input is a cheaper training step (open boards 23 tokens, were 33).
     """
     rules = puzzle.rules
     kind = "" if rules.allow_fractions else (" whole" if rules.allow_negative else " whole >= 0")
