@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import NamedTuple
 
 from datasets import Dataset
 from tqdm.auto import tqdm
@@ -186,6 +187,16 @@ def value_rows(
     return rows
 
 
+class _ValueRow(NamedTuple):
+    """One D_V0 row; rows sort by `order` (the state's text, or its board per board)."""
+
+    order: str
+    text: str
+    target: float
+    depth: int
+    finished: bool
+
+
 def value_dataset(
     rows: dict[ReasoningState, float],
     seed: int,
@@ -217,16 +228,16 @@ def value_dataset(
         boards: dict[str, tuple[int, bool, list[float]]] = {}
         for state, value in rows.items():
             boards.setdefault(state.value_text, (len(state.steps), state.answer is not None, []))[2].append(value)
-        items = sorted((board, board, sum(values) / len(values), depth, finished)
+        items = sorted(_ValueRow(board, board, sum(values) / len(values), depth, finished)
                        for board, (depth, finished, values) in boards.items())  # fmt: skip
     else:
-        items = sorted(((state.text, state.value_text, value, len(state.steps), state.answer is not None)
-                        for state, value in rows.items()), key=lambda item: item[0])  # fmt: skip
+        items = sorted((_ValueRow(state.text, state.value_text, value, len(state.steps), state.answer is not None)
+                        for state, value in rows.items()), key=lambda item: item.order)  # fmt: skip
     if balance:
-        repeats = live_repeats([item[2] for item in items], [item[3] for item in items])
+        repeats = live_repeats([item.target for item in items], [item.depth for item in items])
         items = [item for item, count in zip(items, repeats) for _ in range(count)]
     if finished_fraction < 1:
         draw = random.Random(seed + 1)
-        items = [item for item in items if not item[4] or draw.random() < finished_fraction]
+        items = [item for item in items if not item.finished or draw.random() < finished_fraction]
     random.Random(seed).shuffle(items)
-    return Dataset.from_dict({"text": [item[1] for item in items], "target": [item[2] for item in items]})
+    return Dataset.from_dict({"text": [item.text for item in items], "target": [item.target for item in items]})
