@@ -267,6 +267,31 @@ def test_proposals_reaching_a_siblings_position_are_duplicates(puzzles):
     assert len(more) == 1 and "-" in more[0].steps[0]
 
 
+def test_a_proposal_rejected_at_a_node_is_named_in_its_later_asks(puzzles):
+    from scripted import ScriptedPolicy
+
+    from agents.models.base import SamplingConfig
+    from agents.search import Budget
+    from agents.search.ledger import Ledger
+    from agents.search.proposals import propose_children
+    from reasoning_gym.tasks.countdown import puzzle_of
+
+    problem = puzzles[0]
+    a, b = sorted(puzzle_of(problem).numbers)[:2]
+    root = ReasoningState(problem)
+    # the transposition reaches the first child's position: rejected, then remembered
+    policy = ScriptedPolicy({(): [f"{a} + {b}", f"{b} + {a}", f"{a} * {b}"]})
+    rejected: set[str] = set()
+    first = propose_children(Ledger(Budget(), 1), policy, [(0, root, ())], 2, SamplingConfig(), LIMITS, 0,
+                             without_replacement=True, rejected=[rejected])[0]  # fmt: skip
+    assert len(first) == 1 and rejected == {f"{b} + {a}"}
+    siblings = (first[0].steps[0],)
+    later = propose_children(Ledger(Budget(), 1), policy, [(0, root, siblings)], 1, SamplingConfig(), LIMITS, 0,
+                             without_replacement=True, rejected=[rejected])[0]  # fmt: skip
+    assert policy.calls[-1].exclude == [(*siblings, f"{b} + {a}")]
+    assert [c.steps[0].split(" =")[0] for c in later] == [f"{a} * {b}"]
+
+
 def test_bootstrap_training_sets_leave_out_an_excluded_test_set(tmp_path):
     from agents.training.bootstrap import training_problems
     from reasoning_gym.tasks.countdown import puzzle_of

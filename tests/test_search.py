@@ -30,6 +30,7 @@ from agents.search import (
     play_episode,
     uct,
 )
+from agents.search.mcts_star import simulate
 from agents.search.ledger import Ledger
 from agents.search.proposals import propose_children
 from agents.search.voting import answer_key, majority, select
@@ -227,6 +228,25 @@ def test_a_node_stays_open_until_dead_end_after_fruitless_expansions():
         MCTSStarConfig(dead_end_after=2, widen=False)
     with pytest.raises(ValueError, match="dead_end_after"):
         MCTSStarConfig(dead_end_after=0)
+
+
+def test_a_saturated_node_is_widened_even_after_a_fruitless_widening():
+    # A by-value widening of the root brought nothing while it had an open child; that
+    # child closed since. Descending into closed children spends nothing (the search
+    # ran to its iteration limit); the root is widened, and closes if that brings nothing.
+    agent = mcts(ScriptedPolicy(), ScriptedPRM(), branch=2, widen_by_value=True)
+    tree = Tree.new(ReasoningState(TOY))
+    tree.expanded[0] = True
+    for step in (ANSWER_12, A):
+        tree.add(0, ReasoningState(TOY, (step,)), 0.2, terminal=step == ANSWER_12)
+    tree.visits[:] = [3, 1, 2]
+    rule = agent.widen_unless_fruitless({0: 1})
+    assert simulate(tree, agent.select_child, rule) == 2  # unsaturated and fruitless: into the open child
+    tree.terminal[2] = True
+    assert simulate(tree, agent.select_child, rule) == 0  # saturated: widened again
+    steps = {(): [ANSWER_12, "The answer is 10", ANSWER_12, "The answer is 10"]}
+    result = mcts(ScriptedPolicy(steps), ScriptedPRM(), iterations=50, branch=2, widen_by_value=True).solve([TOY], Budget())[0]
+    assert result.stop_reason == "exhausted" and result.tree.terminal[0]
 
 
 def test_widenings_sample_at_the_widen_temperature():

@@ -17,6 +17,14 @@ state's path is not named, only filtered: the policy wrote it at another state,
 so weighing it out costs a model pass per call, and on Countdown the policy
 proposed none of its path steps again in 1,287 proposals (MCTS* at 16x, 100
 puzzles).
+
+A caller that asks the same state again later (MCTS* widening a node) can pass
+`rejected`, one set per request that remembers the proposals rejected there:
+they are named in later asks and filtered, so a proposal rejected once is not
+drawn again and again. Without it, a second illegal move at a Countdown node
+(the same position as the first: ``illegal``) was the low-temperature policy's
+next draw at every widening, each ask brought nothing, and the node closed
+with budget left.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ def propose_children(
     limits: EpisodeLimits,
     retries: int,
     without_replacement: bool = False,
+    rejected: Sequence[set[str]] | None = None,
 ) -> list[list[ReasoningState]]:
     """Up to `n` distinct child states per request (R requests -> R lists).
 
@@ -49,10 +58,14 @@ def propose_children(
     round asks one step of each state still short of `n`, the taken steps
     excluded (at most ``n + retries`` rounds). Every call goes through the
     ledger, so it is charged per problem and a problem out of budget stops
-    asking (its list keeps what it got).
+    asking (its list keeps what it got). ``rejected[k]``, if given: the steps
+    rejected at request k's state by earlier calls, excluded like its siblings;
+    this call adds the ones it rejects.
     """
     children: list[list[ReasoningState]] = [[] for _ in requests]
-    taken = [{normalize_step(step) for step in siblings} | set(state.steps) for _, state, siblings in requests]
+    rejected = [set() for _ in requests] if rejected is None else rejected
+    taken = [{normalize_step(step) for step in siblings} | set(state.steps) | refused
+             for (_, state, siblings), refused in zip(requests, rejected)]  # fmt: skip
     positions = [{_position(state, step) for step in siblings} for _, state, siblings in requests]
     for attempt in range(n + retries if without_replacement else retries + 1):
         if without_replacement:  # one step per request short of n, each call excluding all found so far
@@ -65,7 +78,7 @@ def propose_children(
             break
         exclude = None
         if without_replacement:
-            exclude = [(*requests[k][2], *(c.steps[-1] for c in children[k])) for k in asked]
+            exclude = [(*requests[k][2], *sorted(rejected[k]), *(c.steps[-1] for c in children[k])) for k in asked]
         texts = ledger.propose_steps(policy, [requests[k][:2] for k in asked], per_row, sampling, exclude)
         for k, row in zip(asked, texts):
             for text in row or ():
@@ -75,10 +88,12 @@ def propose_children(
                 try:
                     child = apply_step(requests[k][1], step, limits)
                 except ValueError:
+                    rejected[k].add(step)
                     continue  # longer than the environment admits
                 # The task may render the step (a planning task appends the numbers
                 # left), so two texts can record the same step: compare both forms.
                 if child.steps[-1] in taken[k] or child.value_text in positions[k]:
+                    rejected[k].add(step)
                     continue
                 taken[k].update((step, child.steps[-1]))
                 positions[k].add(child.value_text)
