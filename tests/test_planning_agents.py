@@ -401,6 +401,30 @@ def test_one_self_training_iteration_on_countdown(tiny_models, tmp_path):
         assert "prm_sibling_auroc" in record["eval"]  # planning tasks: AUROC against exact solvability
 
 
+def test_value_replay_trains_v1_on_tree_rows_plus_the_bootstraps_d_v0(tiny_models, tmp_path, monkeypatch):
+    from agents.config import to_dict
+    from agents.training.bootstrap import value_training_data
+    from agents.training.buffers import EpisodeBuffer
+
+    result, home = tiny_models
+    monkeypatch.setenv("REST_MCTS_HOME", str(home))  # the trainer finds the tiny bootstrap's models there
+    d_v0 = value_training_data(TINY, home=home, show_progress=False)
+    assert len(d_v0) == result.value_manifest["examples"]  # the rows V_0 was trained on, rebuilt
+    assert d_v0["text"] == value_training_data(TINY, home=home, show_progress=False)["text"]
+    fields = {**tiny_self_training(result), "run_dir": str(tmp_path / "run"), "method": "rest_mcts", "seed": 0}
+    fields["models"] = {"bootstrap": to_dict(TINY), "device": "cpu"}
+    fields["value"] = {**fields["value"], "replay": 2.0}
+    trainer = SelfTrainer(from_dict(SelfTrainConfig, fields))
+    tree = [{"text": f"tree row {k}", "target": 0.0, "depth": 1, "problem_id": "p"} for k in range(10)]
+    EpisodeBuffer(tmp_path / "run" / "buffer").append("value", tree, 1)  # what iteration 1's search would leave
+    record = trainer.stage_value(1)
+    assert record["trained"] and record["replayed_rows"] == 20 and record["rows"] == 30
+    with pytest.raises(ValueError, match="replay"):
+        from_dict(SelfTrainConfig, {**fields, "models": tiny_self_training(result)["models"]})
+    with pytest.raises(ValueError, match="replay"):
+        from_dict(SelfTrainConfig, {**fields, "value": {"replay": -1}})
+
+
 def test_self_training_benchmark_reports_greedy_outcomes(tiny_models, tmp_path, monkeypatch):
     """benchmarks/self_training.py on the tiny models: the outcome table sums to 1 per row with
     "right" equal to greedy accuracy, and runs recorded before outcomes were kept get them measured."""

@@ -323,7 +323,7 @@ class MCTSStar:
         brought nothing. A saturated node is always widened: a fruitless widening there makes
         it a dead end (`expand`). Skipping it instead sent selection into its closed children,
         iterations that spend nothing: on Countdown a node widened by value in vain while it
-        had an open child, later saturated, span searches to their iteration limit with a
+        had an open child, later saturated, spun searches to their iteration limit with a
         third of the budget left (14 of 290 puzzles, MCTS* with exact values at 16x)."""
         if self.widen is None:
             return None

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from datasets import Dataset
 from transformers import set_seed
 
 from agents.artifacts import artifact_dir, build_atomically, is_complete, read_manifest
@@ -260,6 +261,29 @@ TASK_DATA = {
 """task name -> (D_S0 builder, D_V0 builder)."""
 
 
+def _data_builders(problems: ProblemSet):
+    """(D_S0 builder, D_V0 builder) of the problems' task."""
+    task = problems[0].task
+    if task not in TASK_DATA:
+        raise ValueError(f"the bootstrap has no training data builder for task {task!r}; known: {sorted(TASK_DATA)}")
+    return TASK_DATA[task]
+
+
+def value_training_data(config: BootstrapConfig, home: Path | None = None, show_progress: bool = True) -> Dataset:
+    """D_V0 of `config` as the V_0 build made it (the same rows in the same order: same
+    seeds, same pi_0), for training that replays it (`SelfTrainConfig.value.replay`).
+
+    Raises:
+        ValueError: pi_0 of `config` is not built yet (run `bootstrap` first).
+    """
+    policy_dir = artifact_dir("policy", config.policy_key(), home)
+    if not is_complete(policy_dir):
+        raise ValueError(f"D_V0 is sampled from pi_0, which is not built yet in {policy_dir}: run the bootstrap first")
+    problems = training_problems(config)
+    set_seed(config.seed)
+    return _data_builders(problems)[1](config, problems, policy_dir, show_progress)
+
+
 def bootstrap(config: BootstrapConfig | None = None, home: Path | None = None, show_progress: bool = True) -> BootstrapResult:
     """Build (or reuse) pi_0 and V_0 for `config`; returns their folders and manifests."""
     config = config or BootstrapConfig()
@@ -272,18 +296,12 @@ def bootstrap(config: BootstrapConfig | None = None, home: Path | None = None, s
         problems = problems or training_problems(config)
         return problems
 
-    def data_builders():
-        task = problems_once()[0].task
-        if task not in TASK_DATA:
-            raise ValueError(f"the bootstrap has no training data builder for task {task!r}; known: {sorted(TASK_DATA)}")
-        return TASK_DATA[task]
-
     def build_policy(out: Path) -> dict[str, Any]:
         set_seed(config.seed)
         corpus = (render_state(p.question, p.steps) for p in problems_once())
         tokenizer = build_tokenizer(config.model, corpus)
         model = build_policy_model(config.model, tokenizer)
-        data = data_builders()[0](config, problems_once(), tokenizer.eos_token)
+        data = _data_builders(problems_once())[0](config, problems_once(), tokenizer.eos_token)
         logger.info("pi_0: SFT of a %s-parameter model on %d examples, %d steps",
                     f"{model.num_parameters():,}", len(data), config.policy.max_steps)  # fmt: skip
         started = time.time()
@@ -296,7 +314,7 @@ def bootstrap(config: BootstrapConfig | None = None, home: Path | None = None, s
         set_seed(config.seed)
         # The PRM starts from pi_0's backbone (it already reads problems and does
         # arithmetic) with a fresh scalar head, which learns far faster than from scratch.
-        data = data_builders()[1](config, problems_once(), policy_dir, show_progress)
+        data = _data_builders(problems_once())[1](config, problems_once(), policy_dir, show_progress)
         set_seed(config.seed)
         model, tokenizer = load_value_backbone(str(policy_dir))
         logger.info("V_0: regression of pi_0's backbone plus a scalar head on %d labelled rows, %d steps",

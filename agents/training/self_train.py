@@ -61,6 +61,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from datasets import Dataset, concatenate_datasets
 from tqdm.auto import tqdm
 from transformers import set_seed
 
@@ -210,6 +211,13 @@ class ValueTraining:
             D_V0. Most nodes of a search tree are dead ends; on Countdown `easy`
             (`self_train_1600_balanced.yaml`, 2 seeds) it did not lift V_2 above
             V_0 among siblings (README, "Balancing the tree rows does not fix it").
+        replay: rehearsal of D_V0, the bootstrap's exactly labelled rows: this many
+            D_V0 rows per tree row (drawn without replacement, seeded per
+            iteration; at most all of D_V0) are trained on beside the tree rows.
+            Fine-tuned on tree rows alone, V_i learned to value the boards the
+            trees hold (mostly dead ends) and lost some of V_0's ranking of boards
+            they do not. Needs the bootstrap's models (``models.policy`` and
+            ``models.value`` unset): D_V0 is rebuilt from pi_0 on first use. 0: off.
     """
 
     train: bool | None = None
@@ -219,6 +227,11 @@ class ValueTraining:
     accumulate: bool = False
     max_epochs: float | None = 3.0
     balance: bool = False
+    replay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.replay < 0:
+            raise ValueError(f"replay must be >= 0, got {self.replay}")
 
 
 @dataclass(frozen=True)
@@ -317,6 +330,9 @@ class SelfTrainConfig:
             raise ValueError(f"method must be one of {list(METHODS)}, got {self.method!r}")
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        if self.value.replay > 0 and (self.models.policy is not None or self.models.value is not None):
+            raise ValueError("value.replay replays the bootstrap's D_V0, so pi_0 and V_0 must be the "
+                             "bootstrap's: leave models.policy and models.value unset")  # fmt: skip
 
     @property
     def train_value(self) -> bool:
@@ -383,6 +399,7 @@ class SelfTrainer:
         self._train: list[Problem] | None = None
         self._eval: list[Problem] | None = None
         self._sources: tuple[str, str] | None = None
+        self._d_v0: Dataset | None = None
 
     # --- paths and markers ---------------------------------------------------------------
 
@@ -660,8 +677,6 @@ class SelfTrainer:
 
     def relative_rows(self, iterations: Sequence[int]) -> list[dict[str, Any]]:
         """The relative-correctness rows stored for `iterations` (Li et al. step scores)."""
-        from datasets import Dataset
-
         rows: list[dict[str, Any]] = []
         for iteration in iterations:
             path = self.buffer.run_dir / f"iteration_{iteration}" / "relative"
@@ -681,8 +696,6 @@ class SelfTrainer:
         elif method == "self_rewarding":
             dataset = self.buffer.load("pairs", data_iterations).select_columns(["prompt", "chosen", "rejected"])
         else:
-            from datasets import Dataset
-
             from agents.training.weighted_nll import step_rows
 
             tasks = {problem.id: get_task(problem.task) for problem in self.train_problems()}
@@ -759,6 +772,12 @@ class SelfTrainer:
         dataset = dataset.select_columns(["text", "target"])
         previous = self.value_dir(iteration - 1)
         seed = stage_seed(config.seed, iteration, "value")
+        replayed = 0
+        if config.value.replay > 0:
+            d_v0 = self.d_v0()
+            replayed = min(len(d_v0), round(config.value.replay * len(dataset)))
+            rehearsal = d_v0.shuffle(seed=seed).select(range(replayed)).select_columns(["text", "target"])
+            dataset = concatenate_datasets([dataset, rehearsal.cast(dataset.features)]).shuffle(seed=seed)
         folder = self.iteration_dir(iteration) / "value"
 
         def build(out: Path) -> dict[str, Any]:
@@ -775,7 +794,17 @@ class SelfTrainer:
 
         settings = capped_steps(config.value.settings, len(dataset), config.value.max_epochs)
         build_atomically(folder, {"iteration": iteration, "seed": seed}, build)
-        return {"trained": True, "rows": len(dataset), "distinct_rows": distinct, "steps": settings.max_steps}
+        return {"trained": True, "rows": len(dataset), "distinct_rows": distinct, "replayed_rows": replayed,
+                "steps": settings.max_steps}  # fmt: skip
+
+    def d_v0(self) -> Dataset:
+        """The bootstrap's D_V0 (`bootstrap.value_training_data`), rebuilt once per trainer."""
+        if self._d_v0 is None:
+            from agents.training.bootstrap import value_training_data
+
+            self.sources()  # builds pi_0 and V_0 if they are not cached yet
+            self._d_v0 = value_training_data(self.config.models.bootstrap, show_progress=self.config.show_progress)
+        return self._d_v0
 
     # --- stage: eval ------------------------------------------------------------------------------------
 
@@ -904,8 +933,6 @@ def _targets_from_dict(data: dict[str, Any]) -> TreeTargets:
 
 def _save_dataset(path: Path, rows: list[dict[str, Any]]) -> None:
     """Rows as a HF dataset in ``path/data``, written atomically (a folder with a manifest)."""
-    from datasets import Dataset
-
     def build(out: Path) -> dict[str, Any]:
         Dataset.from_list(rows).save_to_disk(str(out / "data"))
         return {"rows": len(rows)}
