@@ -279,7 +279,12 @@ def value_training_data(config: BootstrapConfig, home: Path | None = None, show_
     policy_dir = artifact_dir("policy", config.policy_key(), home)
     if not is_complete(policy_dir):
         raise ValueError(f"D_V0 is sampled from pi_0, which is not built yet in {policy_dir}: run the bootstrap first")
-    problems = training_problems(config)
+    return _value_data(config, training_problems(config), policy_dir, show_progress)
+
+
+def _value_data(config: BootstrapConfig, problems: ProblemSet, policy_dir: Path, show_progress: bool) -> Dataset:
+    """D_V0 from `problems` and the pi_0 in `policy_dir`; the one place it is built, seeded the
+    same way for the V_0 build and for a replay (`value_training_data`)."""
     set_seed(config.seed)
     return _data_builders(problems)[1](config, problems, policy_dir, show_progress)
 
@@ -311,10 +316,9 @@ def bootstrap(config: BootstrapConfig | None = None, home: Path | None = None, s
         return {"parameters": model.num_parameters(), "train_seconds": round(time.time() - started, 1), "examples": len(data)}
 
     def build_value(out: Path) -> dict[str, Any]:
-        set_seed(config.seed)
         # The PRM starts from pi_0's backbone (it already reads problems and does
         # arithmetic) with a fresh scalar head, which learns far faster than from scratch.
-        data = _data_builders(problems_once())[1](config, problems_once(), policy_dir, show_progress)
+        data = _value_data(config, problems_once(), policy_dir, show_progress)
         set_seed(config.seed)
         model, tokenizer = load_value_backbone(str(policy_dir))
         logger.info("V_0: regression of pi_0's backbone plus a scalar head on %d labelled rows, %d steps",
