@@ -413,12 +413,13 @@ def test_value_replay_trains_v1_on_tree_rows_plus_the_bootstraps_d_v0(tiny_model
     assert d_v0["text"] == value_training_data(TINY, home=home, show_progress=False)["text"]
     fields = {**tiny_self_training(result), "run_dir": str(tmp_path / "run"), "method": "rest_mcts", "seed": 0}
     fields["models"] = {"bootstrap": to_dict(TINY), "device": "cpu"}
-    fields["value"] = {**fields["value"], "replay": 2.0}
+    replay = len(d_v0) / 10 + 1  # more rows than D_V0 holds: it is repeated (`rehearsal_rows`)
+    fields["value"] = {**fields["value"], "replay": replay}
     trainer = SelfTrainer(from_dict(SelfTrainConfig, fields))
     tree = [{"text": f"tree row {k}", "target": 0.0, "depth": 1, "problem_id": "p"} for k in range(10)]
     EpisodeBuffer(tmp_path / "run" / "buffer").append("value", tree, 1)  # what iteration 1's search would leave
     record = trainer.stage_value(1)
-    assert record["trained"] and record["replayed_rows"] == 20 and record["rows"] == 30
+    assert record["trained"] and record["replayed_rows"] == len(d_v0) + 10 and record["rows"] == len(d_v0) + 20
     with pytest.raises(ValueError, match="replay"):
         from_dict(SelfTrainConfig, {**fields, "models": tiny_self_training(result)["models"]})
     with pytest.raises(ValueError, match="replay"):

@@ -34,7 +34,7 @@ from agents.training.self_train import (
     load_config,
     stage_seed,
 )
-from agents.training.value_training import live_repeats
+from agents.training.value_training import live_repeats, rehearsal_rows
 from agents.training.weighted_nll import step_rows
 from reasoning_gym import Problem, ReasoningState, get_task, make_source, render_state
 
@@ -325,6 +325,22 @@ def test_balanced_value_stage_repeats_live_rows_until_they_weigh_as_much_as_dead
             assert abs(live - dead) <= distinct_live / 2
     assert record["rows"] > record["distinct_rows"]  # the tiny trees hold more dead ends than live states
     assert not same_weights(weights(run / "iteration_1" / "value"), weights(start_models[1]))
+
+
+def test_rehearsal_rows_use_every_row_once_per_pass_and_start_with_the_datasets_own_shuffle():
+    from datasets import Dataset
+
+    rows = rehearsal_rows(7, 17, seed=3)
+    assert len(rows) == 17
+    assert sorted(rows[:7]) == sorted(rows[7:14]) == list(range(7))  # whole passes before any row repeats
+    assert len(set(rows[14:])) == 3  # the part of one more pass has no repeats either
+    assert rows[:7] != rows[7:14]  # each pass in a fresh order
+    table = Dataset.from_dict({"row": list(range(7))})
+    assert rehearsal_rows(7, 5, seed=3) == table.shuffle(seed=3)["row"][:5]  # a count within one pass: shuffle + select
+    assert rehearsal_rows(7, 17, seed=3) == rows and rehearsal_rows(7, 17, seed=4) != rows
+    assert rehearsal_rows(0, 0, seed=0) == []
+    with pytest.raises(ValueError, match="empty"):
+        rehearsal_rows(0, 1, seed=0)
 
 
 def test_stage_seeds_are_stable_and_distinct():

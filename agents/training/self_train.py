@@ -77,7 +77,7 @@ from agents.training.policy_sft import SFTSettings
 from agents.training.rest_em import RestEMSettings
 from agents.training.self_rewarding import SelfRewardingSettings
 from agents.training.tree_targets import TreeTargets, label_tree
-from agents.training.value_training import ValueSettings, live_repeats
+from agents.training.value_training import ValueSettings, live_repeats, rehearsal_rows
 from agents.training.weighted_nll import WeightedNLLSettings
 from reasoning_gym import EpisodeLimits, Problem, get_task, grade
 
@@ -212,8 +212,10 @@ class ValueTraining:
             (`self_train_1600_balanced.yaml`, 2 seeds) it did not lift V_2 above
             V_0 among siblings (README, "Balancing the tree rows does not fix it").
         replay: rehearsal of D_V0, the bootstrap's exactly labelled rows: this many
-            D_V0 rows per tree row (drawn without replacement, seeded per
-            iteration; at most all of D_V0) are trained on beside the tree rows.
+            D_V0 rows per tree row are trained on beside the tree rows, so D_V0
+            makes replay / (1 + replay) of the mixture (seeded per iteration;
+            D_V0 is repeated, in fresh orders, when it has fewer rows:
+            `value_training.rehearsal_rows`).
             Fine-tuned on tree rows alone, V_i learned to value the boards the
             trees hold (mostly dead ends) and lost some of V_0's ranking of boards
             they do not. Needs the bootstrap's models (``models.policy`` and
@@ -775,8 +777,8 @@ class SelfTrainer:
         replayed = 0
         if config.value.replay > 0:
             d_v0 = self.d_v0()
-            replayed = min(len(d_v0), round(config.value.replay * len(dataset)))
-            rehearsal = d_v0.shuffle(seed=seed).select(range(replayed)).select_columns(["text", "target"])
+            replayed = round(config.value.replay * len(dataset))
+            rehearsal = d_v0.select(rehearsal_rows(len(d_v0), replayed, seed)).select_columns(["text", "target"])
             dataset = concatenate_datasets([dataset, rehearsal.cast(dataset.features)]).shuffle(seed=seed)
         folder = self.iteration_dir(iteration) / "value"
 

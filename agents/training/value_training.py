@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from datasets import Dataset
 from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
@@ -69,6 +70,23 @@ def live_repeats(targets: Sequence[float], depths: Sequence[int]) -> list[int]:
         counts[depth] = counts.get(depth, 0) + 1
     repeats = {depth: max(1, round(dead.get(depth, 0) / count)) for depth, count in live.items()}
     return [repeats[depth] if target > 0 else 1 for target, depth in zip(targets, depths)]
+
+
+def rehearsal_rows(size: int, count: int, seed: int) -> list[int]:
+    """Indices of `count` rows drawn from `size` rows for a rehearsal (`ValueTraining.replay`).
+
+    Whole passes in fresh seeded orders, then part of one more, so no row is used
+    twice before every row is used once; the first pass is the order
+    ``Dataset.shuffle(seed=seed)`` gives (the same generator), so a count of at
+    most `size` selects what ``shuffle(seed=seed).select(range(count))`` did.
+    """
+    if size <= 0 and count > 0:
+        raise ValueError(f"cannot draw {count} rows from an empty dataset")
+    generator = np.random.default_rng(seed)
+    rows: list[int] = []
+    while len(rows) < count:
+        rows += generator.permutation(size)[: count - len(rows)].tolist()
+    return rows
 
 
 def tokenize_value_dataset(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
