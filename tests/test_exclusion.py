@@ -111,4 +111,7 @@ def test_written_step_is_what_the_policy_wrote_after_the_step_label():
     assert countdown.written_step("13 - 9 = 4 (left: 4 4 10)") == " 13 - 9 ="
     assert countdown.written_step("11 * 5 (illegal: 11 and 5 are not both left)") == " 11 * 5 ="
     assert countdown.written_step("13 - 9 = 5 (illegal: 13 - 9 is not 5)") == " 13 - 9 ="
+    # no move: the policy ended the line, so that is what a later ask must weigh out
+    assert countdown.written_step(". (illegal: not a move (a op b = c) and states no answer)") == " .\n"
+    assert countdown.written_step("The answer is (6 + 4) * (7 - 5)") == " The answer is (6 + 4) * (7 - 5)\n"
     assert answer.written_step("x = 5") == " x = 5\n"

@@ -277,9 +277,11 @@ class CountdownTask(Task):
     step_stops = ("=", "\n")  # the policy writes the move; the engine writes "= c (left: ...)"
 
     def written_step(self, step: str) -> str:
-        # An illegal move is recorded as "11 * 5 (illegal: ...)": the policy wrote "11 * 5 =".
+        # An illegal move is recorded as "11 * 5 (illegal: ...)": the policy wrote "11 * 5 =", as
+        # it stops at "=" after a move. Text that is no move ("." or "The answer is ...") ended
+        # at its newline, which the base class appends.
         shown = step.split(" (illegal: ", 1)[0]
-        return super().written_step(shown if "=" in shown else f"{shown} =")
+        return super().written_step(shown if "=" in shown or not _MOVE.match(shown) else f"{shown} =")
 
     def render_step(self, problem: Problem, steps: Sequence[str], step: str) -> str:
         return play(replay(problem, tuple(steps)), step, puzzle_of(problem))[1]
