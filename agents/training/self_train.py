@@ -774,29 +774,30 @@ class SelfTrainer:
         dataset = dataset.select_columns(["text", "target"])
         previous = self.value_dir(iteration - 1)
         seed = stage_seed(config.seed, iteration, "value")
-        replayed = 0
-        if config.value.replay > 0:
-            d_v0 = self.d_v0()
-            replayed = round(config.value.replay * len(dataset))
-            rehearsal = d_v0.select(rehearsal_rows(len(d_v0), replayed, seed)).select_columns(["text", "target"])
-            dataset = concatenate_datasets([dataset, rehearsal.cast(dataset.features)]).shuffle(seed=seed)
+        replayed = round(config.value.replay * len(dataset))
+        rows = len(dataset) + replayed
         folder = self.iteration_dir(iteration) / "value"
 
         def build(out: Path) -> dict[str, Any]:
             from agents.models.loading import load_value_backbone
             from agents.training.value_training import train_value_model
 
+            mixture = dataset
+            if config.value.replay > 0:  # D_V0 is rebuilt here, not when V_i is already built
+                d_v0 = self.d_v0()
+                rehearsal = d_v0.select(rehearsal_rows(len(d_v0), replayed, seed)).select_columns(["text", "target"])
+                mixture = concatenate_datasets([dataset, rehearsal.cast(dataset.features)]).shuffle(seed=seed)
             model, tokenizer = load_value_backbone(previous, device=config.models.device)
             scratch = str(out / "trainer")
-            train_value_model(model, tokenizer, dataset, settings, scratch, seed, config.show_progress)
+            train_value_model(model, tokenizer, mixture, settings, scratch, seed, config.show_progress)
             shutil.rmtree(scratch, ignore_errors=True)
             model.save_pretrained(out)
             tokenizer.save_pretrained(out)
-            return {"rows": len(dataset)}
+            return {"rows": rows}
 
-        settings = capped_steps(config.value.settings, len(dataset), config.value.max_epochs)
+        settings = capped_steps(config.value.settings, rows, config.value.max_epochs)
         build_atomically(folder, {"iteration": iteration, "seed": seed}, build)
-        return {"trained": True, "rows": len(dataset), "distinct_rows": distinct, "replayed_rows": replayed,
+        return {"trained": True, "rows": rows, "distinct_rows": distinct, "replayed_rows": replayed,
                 "steps": settings.max_steps}  # fmt: skip
 
     def d_v0(self) -> Dataset:
