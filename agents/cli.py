@@ -309,7 +309,7 @@ def cmd_self_train(args: argparse.Namespace) -> int:
     overrides = {"run_dir": args.run_dir, "method": args.method, "seed": args.seed, "iterations": args.iterations}
     if args.no_progress:
         overrides["show_progress"] = False
-    config = load_config(args.config, **overrides)
+    config = load_config(args.config, args.set, **overrides)
     if args.ray is not None or args.ray_workers is not None:
         from dataclasses import replace
 
@@ -442,6 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     self_train.add_argument("--run-dir", help="override the config's run_dir")
     self_train.add_argument("--seed", type=int, help="override the config's seed")
     self_train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    self_train.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                            help="override config keys, e.g. --set weighted_nll.learning_rate=1e-3 value.replay=0")  # fmt: skip
     add_wandb_argument(self_train, "the run_dir")
     add_ray_arguments(self_train, "the MCTS* search stage's batches")
     self_train.set_defaults(handler=cmd_self_train)

@@ -307,10 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "self_training.json")
     parser.add_argument("--gain-goal", type=float, default=0.10, help="greedy gain ReST-MCTS* must reach (0.15 on Countdown)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override config keys, e.g. --set weighted_nll.learning_rate=1e-3 (recorded in the JSON)")
     args = parser.parse_args(argv)
     setup_logging()
     try:
-        base = load_config(args.config, show_progress=not args.no_progress)
+        base = load_config(args.config, args.set, show_progress=not args.no_progress)
     except (ConfigError, FileNotFoundError) as error:
         print(f"self_training: error: {error}", file=sys.stderr)
         return 2
@@ -326,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "config": str(args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config),
+        "set": args.set,
         "seeds": args.seeds,
         "iterations": args.iterations,
         "summary": summary,

@@ -374,11 +374,14 @@ def test_benchmark_runs_each_method_and_writes_table_json_and_plot(tmp_path, sta
     path.write_text(yaml.safe_dump(config_data(tmp_path / "unused", "rest_mcts", start_models)))
     out = tmp_path / "results" / "self_training.json"
     argv = ["--config", str(path), "--seeds", "0", "--methods", "rest_em", "rest_mcts", "--iterations", "1",
-            "--runs", str(tmp_path / "runs"), "--out", str(out), "--no-progress"]  # fmt: skip
+            "--runs", str(tmp_path / "runs"), "--out", str(out), "--no-progress",
+            "--set", "rest_em.max_correct_per_problem=3"]  # fmt: skip
     assert module.main(argv) == 0
     printed = capsys.readouterr().out
     assert "| method | iteration | greedy CoT |" in printed and "| rest_em | 1 |" in printed
     result = json.loads(out.read_text())
+    assert result["set"] == ["rest_em.max_correct_per_problem=3"]  # the override is recorded and reaches the runs
+    assert json.loads((tmp_path / "runs" / "rest_em_seed0" / "config.json").read_text())["rest_em"]["max_correct_per_problem"] == 3
     assert [(row["method"], row["iteration"]) for row in result["summary"]] == [
         ("rest_mcts", 0), ("rest_mcts", 1), ("rest_em", 0), ("rest_em", 1)
     ]  # fmt: skip
@@ -407,3 +410,15 @@ def test_config_names_its_bootstrap_by_file(tmp_path):
     (tmp_path / "run.yaml").write_text(f"models:\n  bootstrap: {tmp_path / 'bad.yaml'}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="train_problem"):
         load_config(tmp_path / "run.yaml")
+
+
+def test_set_overrides_nested_keys_of_the_config_and_of_its_bootstrap_file(tmp_path):
+    (tmp_path / "boot.yaml").write_text("source: countdown\ndifficulty: easy\ntrain_problems: 50\n", encoding="utf-8")
+    (tmp_path / "run.yaml").write_text(f"models:\n  bootstrap: {tmp_path / 'boot.yaml'}\n", encoding="utf-8")
+    sets = ["models.bootstrap.train_problems=60", "weighted_nll.learning_rate=1e-3", "value.replay=3.0"]
+    config = load_config(tmp_path / "run.yaml", sets, seed=4)
+    assert config.models.bootstrap.train_problems == 60 and config.models.bootstrap.source == "countdown"
+    assert config.weighted_nll.learning_rate == 1e-3 and config.value.replay == 3.0 and config.seed == 4
+    assert load_config(tmp_path / "run.yaml").weighted_nll.learning_rate != 1e-3  # the file is untouched
+    with pytest.raises(ConfigError, match="learning_rat"):
+        load_config(tmp_path / "run.yaml", ["weighted_nll.learning_rat=1e-3"])

@@ -67,7 +67,7 @@ from transformers import set_seed
 
 from agents.artifacts import build_atomically, write_json_atomically
 from agents.compare import ProblemsConfig
-from agents.config import ConfigError, from_dict, load_yaml, to_dict
+from agents.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from agents.integrations.ray_runner import RayConfig
 from agents.search.budget import Budget
 from agents.search.mcts_star import MCTSStar, MCTSStarConfig
@@ -348,17 +348,19 @@ class SelfTrainConfig:
         return json.loads(json.dumps(data, default=str))
 
 
-def load_config(path: str | Path, **overrides: Any) -> SelfTrainConfig:
+def load_config(path: str | Path, sets: Sequence[str] = (), **overrides: Any) -> SelfTrainConfig:
     """A `SelfTrainConfig` from YAML (ConfigError naming a bad key); `overrides` replace top-level fields.
 
     ``models.bootstrap`` may name a `BootstrapConfig` YAML file instead of holding its fields.
+    `sets` are ``KEY.PATH=VALUE`` overrides of nested keys (``--set``, `apply_overrides`),
+    applied after ``models.bootstrap`` is read, so ``models.bootstrap.seed=1`` works too.
     """
     data = load_yaml(path)
     data.update({k: v for k, v in overrides.items() if v is not None})
     models = data.get("models")
     if isinstance(models, dict) and isinstance(models.get("bootstrap"), str):
         models["bootstrap"] = load_yaml(models["bootstrap"])
-    return from_dict(SelfTrainConfig, data, where=str(path))
+    return from_dict(SelfTrainConfig, apply_overrides(data, sets), where=str(path))
 
 
 def mcts_config(options: dict[str, Any], seed: int, data_mode: bool = False) -> MCTSStarConfig:
