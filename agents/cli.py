@@ -355,6 +355,12 @@ def add_wandb_argument(parser: argparse.ArgumentParser, where: str) -> None:
                         "W&B credentials are set; see agents/integrations/wandb_logging.py)")  # fmt: skip
 
 
+def add_set_argument(parser: argparse.ArgumentParser, example: str, note: str = "") -> None:
+    """``--set KEY=VALUE ...``: nested config overrides, read by `agents.config.apply_overrides`."""
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help=f"override config keys, e.g. --set {example}{note}")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rest-mcts", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -421,9 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--policy", help="override models.policy")
     compare.add_argument("--value", help="override models.value (PRM folder, preset YAML configs/prm/*.yaml, oracle)")
     compare.add_argument("--no-progress", action="store_true", help="no progress bars")
-    compare.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                         help="override config keys, e.g. --set agents.mcts_star.exploration=0.7 problems.size=50 "
-                         "(configs/sweep.yaml passes its swept values this way)")  # fmt: skip
+    add_set_argument(compare, "agents.mcts_star.exploration=0.7 problems.size=50",
+                     " (configs/sweep.yaml passes its swept values this way)")  # fmt: skip
     add_wandb_argument(compare, "the folder of --out (runs/compare without it)")
     add_ray_arguments(compare, "the (agent, budget, seed) runs")
     compare.set_defaults(handler=cmd_compare)
@@ -442,8 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     self_train.add_argument("--run-dir", help="override the config's run_dir")
     self_train.add_argument("--seed", type=int, help="override the config's seed")
     self_train.add_argument("--no-progress", action="store_true", help="no progress bars")
-    self_train.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                            help="override config keys, e.g. --set weighted_nll.learning_rate=1e-3 value.replay=0")  # fmt: skip
+    add_set_argument(self_train, "weighted_nll.learning_rate=1e-3 value.replay=0")
     add_wandb_argument(self_train, "the run_dir")
     add_ray_arguments(self_train, "the MCTS* search stage's batches")
     self_train.set_defaults(handler=cmd_self_train)

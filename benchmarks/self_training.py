@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from agents.artifacts import write_json_atomically  # noqa: E402
 from agents.config import ConfigError  # noqa: E402
+from agents.cli import add_set_argument  # noqa: E402
 from agents.evaluation import auroc, evaluate_policy, grouped_auroc  # noqa: E402
 from agents.logs import setup_logging  # noqa: E402
 from agents.search.mcts_star import MCTSStar  # noqa: E402
@@ -307,8 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "self_training.json")
     parser.add_argument("--gain-goal", type=float, default=0.10, help="greedy gain ReST-MCTS* must reach (0.15 on Countdown)")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="override config keys, e.g. --set weighted_nll.learning_rate=1e-3 (recorded in the JSON)")
+    add_set_argument(parser, "weighted_nll.learning_rate=1e-3", " (recorded in the JSON)")
     args = parser.parse_args(argv)
     setup_logging()
     try:
