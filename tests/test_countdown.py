@@ -277,12 +277,17 @@ def test_hostile_answers_grade_false_fast_and_raise_only_expression_error():
 
 
 def test_hostile_answer_steps_give_reward_zero():
+    """Within the action space (steps up to `max_step_chars`) a hostile answer ends the episode
+    unsolved; a longer step is outside it and refused, as for every task."""
     env = ReasoningMathEnv([problem_for((4, 5, 6, 10))])
-    for text in HOSTILE:
-        if not text or len(text) > LIMITS.max_step_chars - 20:
-            continue
+    for text in filter(None, HOSTILE):
         env.reset(options={"index": 0})
-        _, reward, terminated, truncated, info = env.step(f"The answer is {text}")
+        action = f"The answer is {text}"
+        if len(action) > env.limits.max_step_chars:
+            with pytest.raises(ValueError, match="max_step_chars"):
+                env.step(action)
+            continue
+        _, reward, terminated, truncated, info = env.step(action)
         assert (reward, terminated, truncated, info["correct"]) == (0.0, True, False, False), text[:60]
 
 
@@ -385,6 +390,21 @@ def test_an_answer_step_is_graded_as_written(p24):
             assert is_terminal(state) and not grade(state) and not solvable(state)
 
 
+@pytest.mark.parametrize(
+    "negative, fractions, rule, board",
+    [
+        (True, True, "", "+ - * /."),
+        (True, False, " Every result must be a whole number.", "+ - * / whole."),
+        (False, False, " Every result must be a whole number >= 0.", "+ - * / whole >= 0."),
+        (False, True, " Every result must be >= 0.", "+ - * / >= 0."),
+    ],
+)
+def test_question_and_board_state_the_rule_on_intermediates(negative, fractions, rule, board):
+    problem = problem_for((4, 9, 10, 13), rules=ArithmeticRules(allow_negative=negative, allow_fractions=fractions))
+    assert problem.question == f"Use 4 9 10 13 and + - * / to make 24.{rule}"
+    assert ReasoningState(problem).value_text == f"{board} make 24, left 4 9 10 13\n"
+
+
 def test_value_models_read_the_board_and_transpositions_share_it(p24, basic):
     """The PRM's view of a countdown state is its board next to the target, not the history."""
     one, other = run(p24, "13 - 9 = 4", "10 - 4 = 6"), run(p24, "10 - 4 = 6", "13 - 9 = 4")
@@ -418,8 +438,9 @@ def test_moves_with_results_beyond_six_digits_can_be_written():
 # --- 5. through the environment ------------------------------------------------------------
 
 
-def test_countdown_env_passes_check_env_and_replays_every_reference():
-    env = gym.make("ReasoningMath-v0", source="countdown", split="test", size=20)
+@pytest.mark.parametrize("source", ["countdown", "game24"])
+def test_env_passes_check_env_and_replays_every_reference(source):
+    env = gym.make("ReasoningMath-v0", source=source, split="test", size=20)
     check_env(env.unwrapped, skip_render_check=False)
     env = env.unwrapped
     assert len(env.problems) == 20

@@ -10,10 +10,12 @@ from dataclasses import replace
 import pytest
 
 from agents.compare import CompareConfig, ProblemsConfig, load_models, run_comparison
+from agents.evaluation import evaluate_value_against_oracle
 from agents.config import ConfigError, from_dict
 from agents.models.oracle import NoisyOracleValue, OracleValue, oracle_from_spec, oracle_value
 from agents.models.tiny import TinyModelConfig
 from agents.search.traces import solution_state
+from agents.search.voting import select
 from agents.training import planning_data
 from agents.training.bootstrap import BootstrapConfig, PlanningDataSettings, bootstrap
 from agents.training.policy_sft import SFTSettings
@@ -21,6 +23,10 @@ from agents.training.self_train import SelfTrainConfig, SelfTrainer
 from agents.training.value_targets import correct_path_values, trace_quality_values, wrong_step_value
 from agents.training.value_training import ValueSettings
 from reasoning_gym import EpisodeLimits, ReasoningState, apply_step, grade, make_source, solvable
+from reasoning_gym.sources.puzzles import puzzle_problem
+from reasoning_gym.tasks.countdown import Puzzle, puzzle_of
+from reasoning_gym.tasks.expression import ArithmeticRules
+from tests.scripted import ScriptedPolicy
 
 LIMITS = EpisodeLimits(max_steps=6)
 
@@ -76,6 +82,48 @@ def test_noisy_oracle_is_seeded_clipped_and_exact_without_noise(puzzles):
     assert oracle_from_spec("noisy-oracle:0.2:5").noise == 0.2 and oracle_from_spec("V0-folder") is None
     with pytest.raises(ValueError, match="noisy-oracle:SIGMA"):
         oracle_from_spec("noisy-oracle:loud")
+
+
+class MirroredOracle(OracleValue):
+    """The exact value turned upside down: the worst ranking there is."""
+
+    def value(self, state):
+        return 1.0 - oracle_value(state)
+
+
+def test_value_against_oracle_ranks_the_oracle_perfectly_and_its_mirror_last(puzzles):
+    """Per puzzle, the policy writes the reference and a trace whose first move is the sum of
+    the two largest numbers (live or dead) followed by the reference's last step (illegal after it)."""
+    solutions = {}
+    for problem in puzzles:
+        a, b = sorted(puzzle_of(problem).numbers)[-2:]
+        solutions[problem.id] = ["\n".join(problem.steps), f"{a} + {b} = {a + b}\n{problem.steps[-1]}"]
+    results = [
+        evaluate_value_against_oracle(model, ScriptedPolicy(solutions=solutions), list(puzzles), samples=2,
+                                      show_progress=False)  # fmt: skip
+        for model in (OracleValue(), MirroredOracle())
+    ]
+    exact, mirrored = results
+    assert exact.states == mirrored.states == 4 * len(puzzles)  # two reference prefixes, two of the other trace
+    assert 0.0 < exact.solvable_share < 1.0 and exact.solvable_share == mirrored.solvable_share
+    assert (exact.auroc, exact.sibling_auroc, exact.by_depth) == (1.0, 1.0, {1: 1.0, 2: 1.0})
+    assert (mirrored.auroc, mirrored.sibling_auroc, mirrored.by_depth) == (0.0, 0.0, {1: 0.0, 2: 0.0})
+    for result in results:
+        assert sum(row["count"] for row in result.calibration) == result.states
+    # the exact values are 0 exactly on dead states, so the bins say solvable 0 or 1
+    assert [(row["mean_value"] > 0, row["solvable"]) for row in exact.calibration] == [(False, 0.0), (True, 1.0), (True, 1.0)]
+
+
+def test_self_consistency_votes_on_the_canonical_expression():
+    """Spacing and redundant parentheses do not split a vote; another order of the operands
+    is another answer (every correct answer has the target's value)."""
+    problem = puzzle_problem(Puzzle((5, 7, 13), 58, ArithmeticRules()), "vote", random.Random(0))
+    written = ["(13*5)-7", "((13 * 5) - 7)", "13 * 5 - 7", "(5 * 13) - 7", "(5 * 13) - 7"]
+    states = [walk(problem, [f"The answer is {text}"]) for text in written]
+    assert [state.answer for state in states] == ["(13 * 5) - 7"] * 3 + ["(5 * 13) - 7"] * 2
+    assert all(grade(state) for state in states)
+    assert select(states, [1.0] * 5, "vote") == 0  # 3 votes against 2
+    assert select(states[2:], [1.0] * 3, "vote") == 1
 
 
 def test_planning_policy_data_holds_several_correct_solutions_per_puzzle(puzzles):
@@ -305,6 +353,24 @@ def test_bootstrap_training_sets_leave_out_an_excluded_test_set(tmp_path):
     keys = {puzzle_of(p).key for p in excluded}
     assert len(excluded) == 200 and not keys & {p.key for p in held_out}
     assert replace(config, exclude=str(listing)).policy_key() != config.policy_key()
+
+
+def test_self_training_leaves_out_what_the_bootstrap_held_out_and_its_own_exclusions(tmp_path):
+    problems = {"source": "countdown", "split": "train", "size": 60, "seed": 1, "difficulty": "easy"}
+
+    def trainer_puzzles(bootstrap: dict, options: dict) -> list:
+        config = from_dict(SelfTrainConfig, {"run_dir": str(tmp_path / "run"), "models": {"bootstrap": bootstrap},
+                                             "train_problems": {**problems, "options": options}})  # fmt: skip
+        return [puzzle_of(p) for p in SelfTrainer(config).train_problems()]
+
+    bootstrap = {"source": "countdown", "difficulty": "easy"}
+    plain = trainer_puzzles(bootstrap, {})
+    held_out, own = plain[::4], plain[1::4]
+    listing = tmp_path / "held_out.txt"
+    listing.write_text("".join(f"{' '.join(map(str, p.numbers))} -> {p.target}\n" for p in held_out))
+    kept = trainer_puzzles({**bootstrap, "exclude": str(listing)}, {"exclude": [p.key for p in own]})
+    assert len(kept) == 60 and not {p.key for p in kept} & {p.key for p in held_out + own}
+    assert {p.key for p in plain} - {p.key for p in held_out + own} <= {p.key for p in kept}
 
 
 # --- reduced end to end ------------------------------------------------------------------------

@@ -128,8 +128,9 @@ def question_text(puzzle: Puzzle) -> str:
     """``"Use 4 9 10 13 and + - * / to make 24."`` (plus the rule on intermediates when restricted)."""
     numbers = " ".join(map(str, sorted(puzzle.numbers)))
     text = f"Use {numbers} and {' '.join(puzzle.rules.operations)} to make {puzzle.target}."
-    if not (puzzle.rules.allow_negative and puzzle.rules.allow_fractions):
-        text += " Every result must be a whole number" + ("" if puzzle.rules.allow_negative else " >= 0") + "."
+    restriction = puzzle.rules.restriction
+    if restriction:
+        text += f" Every result must be {restriction.replace('whole', 'a whole number')}."
     return text
 
 

@@ -245,7 +245,7 @@ def board_text(puzzle: Puzzle, board: Board) -> str:
     and a shorter input is a cheaper training step (open boards 23 tokens, were 33).
     """
     rules = puzzle.rules
-    kind = "" if rules.allow_fractions else (" whole" if rules.allow_negative else " whole >= 0")
+    kind = f" {rules.restriction}" if rules.restriction else ""
     head = f"{' '.join(rules.operations)}{kind}. make {format_number(puzzle.target)},"
     if board.illegal is not None:
         return f"{head} illegal\n"

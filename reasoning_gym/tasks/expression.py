@@ -57,6 +57,12 @@ class ArithmeticRules:
         if not self.operations or set(self.operations) - set(OPERATIONS) or len(set(self.operations)) != len(self.operations):
             raise ValueError(f"ArithmeticRules.operations must be distinct characters of {OPERATIONS!r}, got {self.operations!r}")
 
+    @property
+    def restriction(self) -> str:
+        """The rule on intermediate values in words: ``"whole >= 0"``, ``"whole"``, ``">= 0"``
+        or ``""`` (no restriction); the question and the board a PRM reads both state it."""
+        return " ".join(word for word, applies in (("whole", not self.allow_fractions), (">= 0", not self.allow_negative)) if applies)
+
     def apply(self, a: Exact, op: str, b: Exact) -> Exact:
         """``a op b`` exactly, or ExpressionError when the rules forbid the operation or its result.
 
