@@ -125,8 +125,9 @@ class BootstrapConfig:
             `reasoning_gym.sources.puzzles.COUNTDOWN_PRESETS`) or a mapping of its
             config fields.
         train_problems: size of the training split used.
-        exclude: a file of puzzles kept out of every training set (planning
-            sources; e.g. a published test set, see `read_puzzle_file`).
+        exclude: a file of puzzles kept out of D_S0 and D_V0 (planning sources;
+            e.g. a published test set, see `read_puzzle_file`); self-training
+            holds puzzles out with its own ``train_problems.options.exclude``.
         drill_fraction: share of bare arithmetic drills in D_S0 (word problems).
         planning: D_S0 / D_V0 settings of planning tasks.
         model: shape of both tiny models.

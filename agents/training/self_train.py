@@ -80,7 +80,6 @@ from agents.training.tree_targets import TreeTargets, label_tree
 from agents.training.value_training import ValueSettings, live_repeats, rehearsal_rows
 from agents.training.weighted_nll import WeightedNLLSettings
 from reasoning_gym import EpisodeLimits, Problem, get_task, grade
-from reasoning_gym.sources.puzzles import excluded_keys
 
 METHODS = ("rest_mcts", "rest_em", "self_rewarding", "weighted_nll")
 STAGES = ("search", "buffer", "policy", "value", "eval")
@@ -548,15 +547,11 @@ class SelfTrainer:
         return HFValueModel.from_pretrained(folder, device=self.config.models.device)
 
     def train_problems(self) -> list[Problem]:
-        """`train_problems` of the config, less the puzzles the bootstrap held out
-        (`BootstrapConfig.exclude`, joined to the source's own ``options.exclude``): a test set
-        kept out of D_S0 and D_V0 stays out of self-training without being named twice."""
+        """`train_problems` of the config; its ``options.exclude`` holds puzzles out. The
+        bootstrap's `exclude` is not applied here: it keeps puzzles from pi_0 and V_0, and
+        self-training on exactly those puzzles is a use of it (`bootstrap_300_solved.yaml`)."""
         if self._train is None:
-            problems, held_out = self.config.train_problems, self.config.models.bootstrap.exclude
-            if held_out is not None:
-                keys = excluded_keys(held_out) | excluded_keys(problems.options.get("exclude"))
-                problems = replace(problems, options={**problems.options, "exclude": sorted(keys)})
-            self._train = list(problems.load(self.config.models.bootstrap.difficulty))
+            self._train = list(self.config.train_problems.load(self.config.models.bootstrap.difficulty))
         return self._train
 
     def eval_problems(self) -> list[Problem]:
