@@ -37,3 +37,18 @@ def test_throughput_smoke(tmp_path, model_dirs, capsys, monkeypatch):
     assert result["max_rss_mb"] > 0 and set(result["goals"]) >= {"speedup", "ceiling_share", "outside_share", "reuse_cut"}
     table = capsys.readouterr().out
     assert "| trees | mode | ceiling tok/s |" in table and "Goals (issue 13):" in table
+
+
+def test_seed_means_keep_time_shares(monkeypatch):
+    module = load_benchmark("throughput", monkeypatch)
+    rows = [
+        {"seed": 0, "schedule": "refill", "reuse": True, "wall_seconds": 10.0, "policy_seconds": 8.0, "accuracy": 0.5,
+         "stop_reasons": {"solved": 2}, "rss_peak_mb": 5.0},
+        {"seed": 1, "schedule": "refill", "reuse": True, "wall_seconds": 20.0, "policy_seconds": 16.0, "accuracy": 0.7,
+         "stop_reasons": {"solved": 1, "budget": 1}, "rss_peak_mb": 6.0},
+    ]  # fmt: skip
+    out = module.mean_over_seeds(rows)
+    assert out["wall_seconds"] == 15.0 and out["policy_seconds"] / out["wall_seconds"] == 0.8
+    assert out["seeds"] == [0, 1] and out["accuracy_per_seed"] == [0.5, 0.7]
+    assert out["stop_reasons"] == {"solved": 3, "budget": 1} and out["rss_peak_mb"] == 6.0
+    assert (out["schedule"], out["reuse"]) == ("refill", True)
