@@ -10,8 +10,8 @@ from dataclasses import replace
 import pytest
 
 from agents.compare import CompareConfig, ProblemsConfig, load_models, run_comparison
-from agents.evaluation import evaluate_value_against_oracle
 from agents.config import ConfigError, from_dict
+from agents.evaluation import evaluate_value_against_oracle
 from agents.models.oracle import NoisyOracleValue, OracleValue, oracle_from_spec, oracle_value
 from agents.models.tiny import TinyModelConfig
 from agents.search.traces import solution_state
@@ -93,7 +93,7 @@ class MirroredOracle(OracleValue):
 
 def test_value_against_oracle_ranks_the_oracle_perfectly_and_its_mirror_last(puzzles):
     """Per puzzle, the policy writes the reference and a trace whose first move is the sum of
-    the two largest numbers (live or dead) followed by the reference's last step (illegal after it)."""
+    the two largest numbers (live or dead) followed by the reference's last step (mostly illegal there)."""
     solutions = {}
     for problem in puzzles:
         a, b = sorted(puzzle_of(problem).numbers)[-2:]
