@@ -2,7 +2,7 @@ r"""How fast is the exact value oracle? States labelled per second by `reasoning
 
 For each level, random states are drawn the way D_V0 and the value-quality
 benchmark meet them: a puzzle of the level's training split, then a random
-number of random legal moves (0 to all but one: the last move states the answer),
+number of random legal moves (0 up to one fewer than the numbers: the last states the answer),
 rendered as the task writes them. Each state is labelled by
 `reasoning_gym.solvable(state)` (replay the steps, then the memoised solver on
 the numbers left) twice: first with the solver's caches emptied ("cold": every
